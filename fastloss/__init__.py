@@ -1,0 +1,44 @@
+"""fastloss: loss functions and their derivatives as fused, parallel Numba kernels.
+
+Every loss is a function ``fastloss.<name>(y_true, y_pred, *, sample_weight=None,
+reduction="mean", backend=None, **params)`` and a ``Loss`` object from
+``fastloss.get(name, **params)`` with ``grad``, ``value_and_grad`` and
+``grad_hess``.  Backends: "cpu" (Numba kernels), "numpy" (the reference) and
+"auto" (the default).  Importing fastloss does not import Numba; kernels are
+compiled on first use and cached on disk.
+"""
+import inspect
+
+from ._config import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
+from .backends import available as available_backends
+from .loss import Loss, available, get
+from .specs import REGISTRY
+
+__version__ = "0.1.0"
+
+__all__ = ["Loss", "available", "available_backends", "get", "get_backend", "get_num_threads",
+           "set_backend", "set_num_threads", "use_backend", *REGISTRY]
+
+
+def _loss_function(spec):
+    def loss_function(y_true, y_pred, *, sample_weight=None, reduction="mean", backend=None,
+                      **params):
+        return get(spec.name, **params)(y_true, y_pred, sample_weight=sample_weight,
+                                        reduction=reduction, backend=backend)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    loss_function.__signature__ = inspect.Signature(
+        [inspect.Parameter("y_true", positional), inspect.Parameter("y_pred", positional)]
+        + [inspect.Parameter(n, keyword, default=d) for n, d in
+           (("sample_weight", None), ("reduction", "mean"), ("backend", None))]
+        + [inspect.Parameter(p.name, keyword, default=p.default) for p in spec.params])
+    loss_function.__name__ = loss_function.__qualname__ = spec.name
+    loss_function.__doc__ = spec.doc
+    loss_function.__module__ = __name__
+    return loss_function
+
+
+for _spec in REGISTRY.values():
+    globals()[_spec.name] = _loss_function(_spec)
+del _spec

@@ -1,0 +1,66 @@
+"""Which backend runs a call, and how many threads the CPU kernels use."""
+import contextlib
+import contextvars
+import os
+
+BACKENDS = ("auto", "numpy", "cpu", "cuda")
+ENV_BACKEND = "FASTLOSS_BACKEND"
+
+_default_backend = None
+_context_backend = contextvars.ContextVar("fastloss_backend", default=None)
+_num_threads = None
+
+
+def check_backend(name, argument="backend"):
+    if not isinstance(name, str):
+        raise TypeError(f"{argument} must be a string, one of {', '.join(BACKENDS)}; got {name!r}")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown {argument} {name!r}; choose one of {', '.join(BACKENDS)}")
+    return name
+
+
+def set_backend(name):
+    """Set the backend used when a call passes ``backend=None`` (None restores the default)."""
+    global _default_backend
+    _default_backend = None if name is None else check_backend(name)
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Within the block (and in this thread or task only), use backend ``name`` by default."""
+    token = _context_backend.set(check_backend(name))
+    try:
+        yield
+    finally:
+        _context_backend.reset(token)
+
+
+def get_backend():
+    """The backend a call with ``backend=None`` would ask for now."""
+    name = _context_backend.get() or _default_backend
+    if name is None:
+        env = os.environ.get(ENV_BACKEND)
+        name = check_backend(env, ENV_BACKEND) if env else "auto"
+    return name
+
+
+def set_num_threads(n):
+    """Limit the threads of the parallel CPU kernels (None: all that Numba has)."""
+    global _num_threads
+    if n is None:
+        _num_threads = None
+        return
+    import numba
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"n must be an int, got {n!r}")
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"n must be between 1 and {numba.config.NUMBA_NUM_THREADS}, got {n}")
+    _num_threads = n
+
+
+def get_num_threads():
+    """The thread count the CPU kernels use."""
+    if _num_threads is not None:
+        return _num_threads
+    import numba
+    return numba.config.NUMBA_NUM_THREADS

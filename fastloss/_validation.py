@@ -1,0 +1,125 @@
+"""Turning user input into the arrays kernels take, or a clear error naming the argument."""
+import numpy as np
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+class Prepared:
+    """Inputs flattened to 1-D, C-contiguous, native, read-only arrays."""
+
+    __slots__ = ("y", "p", "w", "shape", "size", "out_dtype", "kernel_dtype")
+
+
+def check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
+                         f"got {reduction!r}")
+
+
+def _as_array(x, name):
+    if isinstance(x, np.ndarray):
+        a = x
+    else:
+        if hasattr(x, "__cuda_array_interface__"):
+            raise TypeError(f"{name} is a CUDA array; the cuda backend is not available yet")
+        try:
+            a = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{name} could not be read as an array: {e}") from None
+    kind = a.dtype.kind
+    if kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (bool, int or float), got dtype {a.dtype}")
+    return a
+
+
+def _kernel_view(a, dtype):
+    """A flat, C-contiguous, native-order, read-only view (copying only if needed)."""
+    if a.dtype != dtype:
+        a = a.astype(dtype)
+    elif not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    v = a.reshape(-1)
+    if v.flags.writeable:
+        v = v.view()
+        v.flags.writeable = False
+    return v
+
+
+def _float_kind(dtype):
+    """The dtype kernels read for an array of ``dtype``: float32 or float64, native order."""
+    if dtype.kind == "f" and dtype.itemsize == 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def result_dtype(p_dtype):
+    """Array outputs take y_pred's floating dtype; anything else becomes float64."""
+    if p_dtype.kind == "f" and p_dtype.itemsize in (2, 4, 8):
+        return np.dtype(p_dtype.type)          # native byte order
+    return np.dtype(np.float64)
+
+
+def prepare(y_true, y_pred, sample_weight):
+    p = _as_array(y_pred, "y_pred")
+    y = _as_array(y_true, "y_true")
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {y.shape} and {p.shape}")
+    out = Prepared()
+    out.shape = p.shape
+    out.size = p.size
+    out.out_dtype = result_dtype(p.dtype)
+    out.kernel_dtype = _float_kind(p.dtype)
+    out.p = _kernel_view(p, out.kernel_dtype)
+    y_dtype = _float_kind(y.dtype) if y.dtype.kind == "f" else out.kernel_dtype
+    out.y = _kernel_view(y, y_dtype)
+    out.w = None if sample_weight is None else _prepare_weight(sample_weight, p.shape, out.kernel_dtype)
+    return out
+
+
+def _prepare_weight(sample_weight, shape, kernel_dtype):
+    w = _as_array(sample_weight, "sample_weight")
+    if len(shape) == 0:
+        if w.size != 1 or w.ndim > 1:
+            raise ValueError(f"sample_weight must hold one value for scalar inputs, got shape {w.shape}")
+        w = w.reshape(())
+    elif w.shape != shape[:1]:
+        raise ValueError(f"sample_weight must have shape ({shape[0]},) to match y_pred's first "
+                         f"axis, got {w.shape}")
+    dtype = _float_kind(w.dtype) if w.dtype.kind == "f" else kernel_dtype
+    if len(shape) > 1:
+        # (n,) weights over (n, k, ...) inputs: one weight per element.
+        w = np.repeat(np.asarray(w, dtype=dtype), int(np.prod(shape[1:])))
+    return _kernel_view(w, dtype)
+
+
+def check_out(out, shape, dtype, name="out"):
+    """The caller's buffer, validated; None if the caller gave none."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {out.shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {dtype}, got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable")
+    return out
+
+
+def kernel_out(out, size, kernel_dtype):
+    """A flat buffer the kernel can write: the caller's own when its layout allows."""
+    if out is not None and out.dtype == kernel_dtype and out.flags.c_contiguous:
+        return out.reshape(-1)
+    return np.empty(size, dtype=kernel_dtype)
+
+
+def finish_out(buf, out, shape, dtype):
+    """The result array: ``out`` when given (copied into if the kernel wrote elsewhere)."""
+    if out is None:
+        res = buf.reshape(shape)
+        return res if res.dtype == dtype else res.astype(dtype)
+    flat = out.reshape(-1) if out.flags.c_contiguous else None
+    if flat is None or not np.shares_memory(flat, buf):
+        out[...] = buf.reshape(shape)
+    return out

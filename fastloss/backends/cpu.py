@@ -1,0 +1,241 @@
+"""The CPU backend: fused Numba kernels generated from each loss's scalar maths.
+
+Every kernel walks the input in fixed blocks of ``BLOCK`` elements; a
+reduction sums each block in float64 and then adds the block sums in order.
+The blocks do not depend on the thread count, so results are bitwise the same
+for any number of threads and for the serial and parallel variants, and the
+rounding error grows like that of blocked pairwise summation.  Inputs are
+read in their own dtype and computed in float64; array outputs are written
+in the output buffer's dtype.  Small inputs run a serial build of the same
+template (``PARALLEL_MIN_SIZE``), since starting threads costs more there.
+"""
+import threading
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .. import _config
+from ..kernels import cache, scalar
+from ..specs import REGISTRY
+
+BLOCK = 4096
+PARALLEL_MIN_SIZE = 1 << 16
+# Reassociation lets LLVM vectorize the block sums; no-NaN/no-inf flags are
+# left off so that NaN and inf propagate.  The scalar maths is compiled
+# separately without fast-math, so its stable forms are kept.
+KERNEL_OPTIONS = dict(fastmath={"reassoc", "contract", "nsz"}, error_model="numpy", nogil=True)
+
+
+@njit(cache=True, error_model="numpy")
+def _sum_in_order(parts):
+    s = 0.0
+    for b in range(parts.shape[0]):
+        s += parts[b]
+    return s
+
+
+def _weight_template(parallel):
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def weight_stats(w):
+        n = w.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        sums = np.empty(nb)
+        neg = np.empty(nb, np.int64)
+        for b in prange(nb):
+            s = 0.0
+            k = 0
+            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+                wi = np.float64(w[i])
+                s += wi
+                k += wi < 0.0
+            sums[b] = s
+            neg[b] = k
+        return _sum_in_order(sums), neg.sum()
+
+    return weight_stats
+
+
+def _loss_templates(name, parallel):
+    """The five kernels of loss ``name``, as jitted closures over its scalar maths."""
+    value, grad, hess = scalar.scalar_functions(name)
+    spec = REGISTRY[name]
+    y_ok = scalar.DOMAIN_CHECKS[spec.y_domain]
+    p_ok = scalar.DOMAIN_CHECKS[spec.p_domain]
+
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def reduce_value(y, p, w, th):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        sums = np.empty(nb)
+        bad = np.empty(nb, np.int64)
+        for b in prange(nb):
+            s = 0.0
+            k = 0
+            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+                yi = np.float64(y[i])
+                pi = np.float64(p[i])
+                v = value(yi, pi, th)
+                if w is not None:
+                    v = v * np.float64(w[i])
+                s += v
+                k += not (y_ok(yi) and p_ok(pi))
+            sums[b] = s
+            bad[b] = k
+        return _sum_in_order(sums), bad.sum()
+
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def value_none(y, p, w, th, out):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        bad = np.empty(nb, np.int64)
+        for b in prange(nb):
+            k = 0
+            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+                yi = np.float64(y[i])
+                pi = np.float64(p[i])
+                v = value(yi, pi, th)
+                if w is not None:
+                    v = v * np.float64(w[i])
+                out[i] = v
+                k += not (y_ok(yi) and p_ok(pi))
+            bad[b] = k
+        return bad.sum()
+
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def grad_kernel(y, p, w, th, scale, out):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        bad = np.empty(nb, np.int64)
+        for b in prange(nb):
+            k = 0
+            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+                yi = np.float64(y[i])
+                pi = np.float64(p[i])
+                g = grad(yi, pi, th) * scale
+                if w is not None:
+                    g = g * np.float64(w[i])
+                out[i] = g
+                k += not (y_ok(yi) and p_ok(pi))
+            bad[b] = k
+        return bad.sum()
+
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def value_and_grad(y, p, w, th, scale, out):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        sums = np.empty(nb)
+        bad = np.empty(nb, np.int64)
+        for b in prange(nb):
+            s = 0.0
+            k = 0
+            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+                yi = np.float64(y[i])
+                pi = np.float64(p[i])
+                v = value(yi, pi, th)
+                g = grad(yi, pi, th) * scale
+                if w is not None:
+                    wi = np.float64(w[i])
+                    v = v * wi
+                    g = g * wi
+                s += v
+                out[i] = g
+                k += not (y_ok(yi) and p_ok(pi))
+            sums[b] = s
+            bad[b] = k
+        return _sum_in_order(sums), bad.sum()
+
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def grad_hess(y, p, w, th, gout, hout):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        bad = np.empty(nb, np.int64)
+        for b in prange(nb):
+            k = 0
+            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+                yi = np.float64(y[i])
+                pi = np.float64(p[i])
+                g = grad(yi, pi, th)
+                h = hess(yi, pi, th)
+                if w is not None:
+                    wi = np.float64(w[i])
+                    g = g * wi
+                    h = h * wi
+                gout[i] = g
+                hout[i] = h
+                k += not (y_ok(yi) and p_ok(pi))
+            bad[b] = k
+        return bad.sum()
+
+    return {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
+            "value_and_grad": value_and_grad, "grad_hess": grad_hess}
+
+
+_kernels = {}
+_build_lock = threading.Lock()
+
+
+def kernels(name, parallel):
+    """The (lazily built, disk-cached) kernels of loss ``name``."""
+    key = (name, parallel)
+    ks = _kernels.get(key)
+    if ks is None:
+        with _build_lock:
+            ks = _kernels.get(key)
+            if ks is None:
+                variant = "par" if parallel else "ser"
+                if name == "weights":
+                    ks = {"weight_stats": _weight_template(parallel)}
+                else:
+                    ks = _loss_templates(name, parallel)
+                for kind, disp in ks.items():
+                    cache.enable(disp, f"{name}-{kind}-{variant}")
+                _kernels[key] = ks
+    return ks
+
+
+# Numba's "workqueue" threading layer must not be entered from two threads at
+# once; "omp" and "tbb" may.  Until the layer is known, and if it is
+# workqueue, parallel calls are serialized by this lock.
+_parallel_lock = threading.Lock()
+_layer_is_threadsafe = None
+
+
+def _run(name, kind, size, *args):
+    global _layer_is_threadsafe
+    threads = _config.get_num_threads()
+    if size < PARALLEL_MIN_SIZE or threads == 1:
+        return kernels(name, False)[kind](*args)
+    fn = kernels(name, True)[kind]
+    if numba.get_num_threads() != threads:
+        numba.set_num_threads(threads)
+    if _layer_is_threadsafe:
+        return fn(*args)
+    with _parallel_lock:
+        result = fn(*args)
+        _layer_is_threadsafe = numba.threading_layer() != "workqueue"
+    return result
+
+
+def reduce_value(name, y, p, w, theta):
+    return _run(name, "reduce_value", y.shape[0], y, p, w, theta)
+
+
+def value_none(name, y, p, w, theta, out):
+    return _run(name, "value_none", y.shape[0], y, p, w, theta, out)
+
+
+def grad(name, y, p, w, theta, scale, out):
+    return _run(name, "grad", y.shape[0], y, p, w, theta, float(scale), out)
+
+
+def value_and_grad(name, y, p, w, theta, scale, out):
+    return _run(name, "value_and_grad", y.shape[0], y, p, w, theta, float(scale), out)
+
+
+def grad_hess(name, y, p, w, theta, gout, hout):
+    return _run(name, "grad_hess", y.shape[0], y, p, w, theta, gout, hout)
+
+
+def weight_stats(w):
+    return _run("weights", "weight_stats", w.shape[0], w)

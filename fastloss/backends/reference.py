@@ -1,0 +1,291 @@
+"""The NumPy reference backend: each loss written again from its textbook formula.
+
+Vectorized, computed in float64, numerically stable, and independent of the
+Numba scalar maths, so that the tests can catch mistakes in either.  It is
+also the baseline that the benchmarks compare against.  Each entry of
+``FORMULAS`` is (value, dl/dp, d2l/dp2), functions of (y, p, **params).
+"""
+import numpy as np
+
+from ..specs import REGISTRY
+
+
+def _sigmoid(x):
+    """1 / (1 + e^-x) without overflow in either direction."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _softplus(x):
+    """log(1 + e^x)."""
+    return np.logaddexp(0.0, x)
+
+
+def mse_value(y, p):
+    return (p - y) ** 2
+
+
+def mse_grad(y, p):
+    return 2 * (p - y)
+
+
+def mse_hess(y, p):
+    return np.full(np.broadcast(y, p).shape, 2.0)
+
+
+def mae_value(y, p):
+    return np.abs(p - y)
+
+
+def mae_grad(y, p):
+    return np.sign(p - y)
+
+
+def mae_hess(y, p):
+    return np.zeros(np.broadcast(y, p).shape)
+
+
+def huber_value(y, p, delta):
+    r = p - y
+    return np.where(np.abs(r) < delta, 0.5 * r ** 2, delta * (np.abs(r) - 0.5 * delta))
+
+
+def huber_grad(y, p, delta):
+    return np.clip(p - y, -delta, delta)
+
+
+def huber_hess(y, p, delta):
+    return (np.abs(p - y) < delta).astype(float)
+
+
+def smooth_l1_value(y, p, beta):
+    if beta == 0:
+        return mae_value(y, p)
+    r = p - y
+    return np.where(np.abs(r) < beta, 0.5 * r ** 2 / beta, np.abs(r) - 0.5 * beta)
+
+
+def smooth_l1_grad(y, p, beta):
+    if beta == 0:
+        return mae_grad(y, p)
+    r = p - y
+    return np.where(np.abs(r) < beta, r / beta, np.sign(r))
+
+
+def smooth_l1_hess(y, p, beta):
+    if beta == 0:
+        return mae_hess(y, p)
+    return (np.abs(p - y) < beta) / beta
+
+
+def log_cosh_value(y, p):
+    r = p - y
+    # logaddexp(r, -r) - log 2 cancels for small r, where the series
+    # r^2/2 - r^4/12 + r^6/45 - 17 r^8/2520 is exact to float64.
+    r2 = r * r
+    series = r2 * (0.5 - r2 * (1 / 12 - r2 * (1 / 45 - r2 * 17 / 2520)))
+    return np.where(np.abs(r) < 1e-3, series, np.logaddexp(r, -r) - np.log(2.0))
+
+
+def log_cosh_grad(y, p):
+    return np.tanh(p - y)
+
+
+def log_cosh_hess(y, p):
+    return 1.0 / np.cosh(np.minimum(np.abs(p - y), 710.0)) ** 2
+
+
+def pinball_value(y, p, quantile):
+    r = y - p
+    return np.where(r >= 0, quantile * r, (quantile - 1) * r)
+
+
+def pinball_grad(y, p, quantile):
+    return np.where(y >= p, -quantile, 1 - quantile) + 0 * (y - p)
+
+
+def pinball_hess(y, p, quantile):
+    return np.zeros(np.broadcast(y, p).shape)
+
+
+def poisson_nll_value(y, p, full):
+    value = np.exp(p) - y * p
+    if full:
+        safe = np.where(y > 1, y, 2.0)
+        stirling = safe * np.log(safe) - safe + 0.5 * np.log(2 * np.pi * safe)
+        value = value + np.where(y > 1, stirling, 0.0)
+    return value
+
+
+def poisson_nll_grad(y, p, full):
+    return np.exp(p) - y
+
+
+def poisson_nll_hess(y, p, full):
+    return np.exp(p) + 0 * y
+
+
+def _signed(y):
+    return np.where(y > 0, 1.0, -1.0) + 0 * y
+
+
+def hinge_value(y, p):
+    return np.maximum(0.0, 1 - _signed(y) * p)
+
+
+def hinge_grad(y, p):
+    t = _signed(y)
+    return np.where(1 - t * p > 0, -t, 0.0) + 0 * p
+
+
+def hinge_hess(y, p):
+    return 0 * (y + p)
+
+
+def squared_hinge_value(y, p):
+    return np.maximum(0.0, 1 - _signed(y) * p) ** 2
+
+
+def squared_hinge_grad(y, p):
+    t = _signed(y)
+    return -2 * t * np.maximum(0.0, 1 - t * p)
+
+
+def squared_hinge_hess(y, p):
+    return np.where(_signed(y) * p < 1, 2.0, 0.0) + 0 * p
+
+
+def binary_cross_entropy_value(y, p):
+    with np.errstate(divide="ignore"):
+        log_p = np.maximum(np.log(p), -100.0)
+        log_1mp = np.maximum(np.log1p(-p), -100.0)
+    return -(y * log_p + (1 - y) * log_1mp)
+
+
+def binary_cross_entropy_grad(y, p):
+    return (p - y) / np.maximum(p * (1 - p), 1e-12)
+
+
+def binary_cross_entropy_hess(y, p):
+    return y / np.maximum(p ** 2, 1e-12) + (1 - y) / np.maximum((1 - p) ** 2, 1e-12)
+
+
+def _pw(pos_weight):
+    return 1.0 if pos_weight is None else pos_weight
+
+
+def binary_cross_entropy_with_logits_value(y, x, pos_weight):
+    # PyTorch's form: (1 - y) x + (1 + (pos_weight - 1) y) softplus(-x)
+    return (1 - y) * x + (1 + (_pw(pos_weight) - 1) * y) * _softplus(-x)
+
+
+def binary_cross_entropy_with_logits_grad(y, x, pos_weight):
+    return (1 - y) * _sigmoid(x) - _pw(pos_weight) * y * _sigmoid(-x)
+
+
+def binary_cross_entropy_with_logits_hess(y, x, pos_weight):
+    return (1 + (_pw(pos_weight) - 1) * y) * _sigmoid(x) * _sigmoid(-x)
+
+
+def _focal_parts(y, x, alpha, gamma):
+    # torchvision.ops.sigmoid_focal_loss, with log(p_t) and log(1 - p_t) from
+    # log-sigmoid terms so that nothing over- or underflows.
+    pos = y > 0.5
+    log_pt = -_softplus(np.where(pos, -x, x))
+    log_q = -_softplus(np.where(pos, x, -x))
+    alpha_t = np.where(pos, alpha, 1 - alpha) if alpha >= 0 else np.ones_like(x)
+    c = np.where(pos, -1.0, 1.0)          # d(1 - p_t)/dx = c p_t (1 - p_t)
+    return alpha_t + 0 * y, -log_pt, np.exp(log_pt), np.exp(log_q), np.exp(gamma * log_q), c
+
+
+def sigmoid_focal_value(y, x, alpha, gamma):
+    alpha_t, ce, pt, q, qg, c = _focal_parts(y, x, alpha, gamma)
+    return alpha_t * ce * qg
+
+
+def sigmoid_focal_grad(y, x, alpha, gamma):
+    alpha_t, ce, pt, q, qg, c = _focal_parts(y, x, alpha, gamma)
+    return alpha_t * qg * (c * q + gamma * c * ce * pt)
+
+
+def sigmoid_focal_hess(y, x, alpha, gamma):
+    alpha_t, ce, pt, q, qg, c = _focal_parts(y, x, alpha, gamma)
+    return alpha_t * qg * pt * (q * (1 + 2 * gamma) + gamma * ce * (gamma * pt - q))
+
+
+FORMULAS = {name: tuple(globals()[f"{name}_{part}"] for part in ("value", "grad", "hess"))
+            for name in REGISTRY}
+
+DOMAIN_MASKS = {
+    "real": lambda v: np.ones(v.shape, bool),
+    "unit": lambda v: ~((v < 0) | (v > 1)),
+    "nonneg": lambda v: ~(v < 0),
+    "binary": lambda v: (v == 0) | (v == 1) | np.isnan(v),
+    "signed_binary": lambda v: (v == -1) | (v == 0) | (v == 1) | np.isnan(v),
+}
+
+
+def invalid_mask(name, y, p):
+    spec = REGISTRY[name]
+    return ~(DOMAIN_MASKS[spec.y_domain](y) & DOMAIN_MASKS[spec.p_domain](p))
+
+
+def _params(name, theta):
+    params = {}
+    for param, value in zip(REGISTRY[name].params, theta):
+        if param.name == "full":
+            value = bool(value)
+        params[param.name] = value
+    return params
+
+
+def evaluate(name, y, p, theta, parts):
+    """The requested parts (indices into (value, grad, hess)) as float64 arrays."""
+    params = _params(name, theta)
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return [FORMULAS[name][k](y, p, **params) for k in parts]
+
+
+def _bad(name, y, p):
+    return int(np.count_nonzero(invalid_mask(name, y, p)))
+
+
+def _weighted(a, w):
+    return a if w is None else a * np.asarray(w, dtype=np.float64)
+
+
+def reduce_value(name, y, p, w, theta):
+    (value,) = evaluate(name, y, p, theta, (0,))
+    return float(np.sum(_weighted(value, w))), _bad(name, y, p)
+
+
+def value_none(name, y, p, w, theta, out):
+    (value,) = evaluate(name, y, p, theta, (0,))
+    out[...] = _weighted(value, w)
+    return _bad(name, y, p)
+
+
+def grad(name, y, p, w, theta, scale, out):
+    (g,) = evaluate(name, y, p, theta, (1,))
+    out[...] = _weighted(g * scale, w)
+    return _bad(name, y, p)
+
+
+def value_and_grad(name, y, p, w, theta, scale, out):
+    value, g = evaluate(name, y, p, theta, (0, 1))
+    out[...] = _weighted(g * scale, w)
+    return float(np.sum(_weighted(value, w))), _bad(name, y, p)
+
+
+def grad_hess(name, y, p, w, theta, gout, hout):
+    g, h = evaluate(name, y, p, theta, (1, 2))
+    gout[...] = _weighted(g, w)
+    hout[...] = _weighted(h, w)
+    return _bad(name, y, p)
+
+
+def weight_stats(w):
+    w = np.asarray(w, dtype=np.float64)
+    return float(np.sum(w)), int(np.count_nonzero(w < 0))

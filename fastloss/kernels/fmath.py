@@ -1,0 +1,185 @@
+"""Branch-free float64 exp, expm1, log and log1p that LLVM can vectorize.
+
+PyPI's llvmlite has no SVML, so ``math.exp`` and friends inside a Numba loop
+are scalar libm calls that stop the loop vectorizing.  These versions use only
+arithmetic, comparisons and bit casts:
+
+* ``fexp``: Cody-Waite reduction x = k ln2 + r with |r| <= ln2/2, a degree-13
+  Taylor polynomial for e^r, and 2^k built from its bits in two halves so that
+  subnormal and overflowing results round correctly.  k is found with the
+  1.5 * 2^52 shifter, so no float-to-int conversion is needed (AVX2 has none
+  for 64-bit integers).
+* ``flog``: x = 2^e m with m in [sqrt(2)/2, sqrt(2)), log(m) from
+  s = (m-1)/(m+1) and the fdlibm ``e_log.c`` polynomial in s^2.
+* ``flog1p``: log(u) - ((u - 1) - x) / u with u = 1 + x (Goldberg's
+  correction), exact for tiny x.
+* ``fexpm1``: the same reduction as ``fexp``; e^r - 1 as a polynomial without
+  its constant term, so it is accurate near 0.
+
+Each is within a few ulp of NumPy over the whole float64 range, special values
+included (tests/test_fmath.py).  They must be compiled *without* fast-math
+reassociation, which would undo the compensated steps.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+SCALAR_OPTIONS = dict(cache=True, error_model="numpy")
+
+
+@intrinsic
+def f64_as_i64(typingctx, x):
+    """The bits of a float64 as an int64 (an LLVM bitcast)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def i64_as_f64(typingctx, x):
+    """The float64 whose bits are the given int64 (an LLVM bitcast)."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_SHIFTER = 6755399441055744.0           # 1.5 * 2**52
+_SHIFTER_BITS = 0x4338000000000000
+_EXP_LO = -746.0                         # exp(x) rounds to 0 below about -745.13
+_EXP_HI = 710.0                          # exp(x) overflows above about 709.78
+_DBL_MIN = 2.2250738585072014e-308
+_TWO54 = 18014398509481984.0
+_SQRT2 = 1.4142135623730951
+_INF = np.inf
+_NAN = np.nan
+
+# fdlibm e_log.c: log(1+f) = f - f^2/2 + s*(f^2/2 + R(s^2)), s = f/(2+f)
+_LG1 = 6.666666666666735130e-01
+_LG2 = 3.999999999940941908e-01
+_LG3 = 2.857142874366239149e-01
+_LG4 = 2.222219843214978396e-01
+_LG5 = 1.818357216161805012e-01
+_LG6 = 1.531383769920937332e-01
+_LG7 = 1.479819860511658591e-01
+
+
+@njit(**SCALAR_OPTIONS)
+def _exp_reduce(x):
+    """(k, r) with x = k ln2 + r, |r| <= ln2/2, k as an exact float64."""
+    t = x * _LOG2E + _SHIFTER
+    k = t - _SHIFTER
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    return k, r
+
+
+@njit(**SCALAR_OPTIONS)
+def _expm1_poly(r):
+    """e^r - 1 for |r| <= ln2/2 (Taylor to r^13, error below 1e-17 relative)."""
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    return r + (r * r) * p
+
+
+@njit(**SCALAR_OPTIONS)
+def _pow2_halves(k):
+    """Two float64 factors whose product is 2^k, each a normal number."""
+    ki = f64_as_i64(k + _SHIFTER) - _SHIFTER_BITS
+    k1 = ki >> 1
+    k2 = ki - k1
+    return i64_as_f64((k1 + 1023) << 52), i64_as_f64((k2 + 1023) << 52)
+
+
+@njit(**SCALAR_OPTIONS)
+def fexp(x):
+    """e^x."""
+    xc = min(max(x, _EXP_LO), _EXP_HI)
+    k, r = _exp_reduce(xc)
+    s1, s2 = _pow2_halves(k)
+    y = ((1.0 + _expm1_poly(r)) * s1) * s2
+    return x if x != x else y
+
+
+@njit(**SCALAR_OPTIONS)
+def fexpm1(x):
+    """e^x - 1, accurate near 0."""
+    xc = min(max(x, -60.0), _EXP_HI)
+    k, r = _exp_reduce(xc)
+    s1, s2 = _pow2_halves(k)
+    p = _expm1_poly(r)
+    scale = s1 * s2
+    y = (p * s1) * s2 + (scale - 1.0)
+    y = ((1.0 + p) * s1) * s2 if k > 56.0 else y
+    y = p if k == 0.0 else y
+    return x if x != x else y
+
+
+@njit(**SCALAR_OPTIONS)
+def flog(x):
+    """Natural logarithm: -inf at 0, nan below 0."""
+    tiny = x < _DBL_MIN
+    xs = x * _TWO54 if tiny else x
+    bits = f64_as_i64(xs)
+    e = ((bits >> 52) & 0x7FF) - (1077 if tiny else 1023)
+    m = i64_as_f64((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1 if big else e
+    k = i64_as_f64(e + _SHIFTER_BITS) - _SHIFTER
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    hfsq = 0.5 * f * f
+    y = k * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + k * _LN2_LO)) - f)
+    y = x if (x == _INF or x != x) else y
+    y = _NAN if x < 0.0 else y
+    return -_INF if x == 0.0 else y
+
+
+@njit(**SCALAR_OPTIONS)
+def flog1p(x):
+    """log(1 + x), accurate near 0."""
+    u = 1.0 + x
+    y = flog(u) - ((u - 1.0) - x) / u
+    y = x if (x == _INF or x != x) else y
+    return -_INF if x == -1.0 else y
+
+
+@njit(**SCALAR_OPTIONS)
+def softplus(x):
+    """log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)."""
+    return max(x, 0.0) + flog1p(fexp(-abs(x)))
+
+
+@njit(**SCALAR_OPTIONS)
+def sigmoid_pair(x):
+    """(sigmoid(x), sigmoid(-x)), each accurate where it is small."""
+    e = fexp(-abs(x))
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    pos = x >= 0.0
+    return (big if pos else small), (small if pos else big)

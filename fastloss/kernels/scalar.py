@@ -1,0 +1,335 @@
+"""The maths of every elementwise loss, once: value, dl/dp and d2l/dp2 per element.
+
+Each function takes (y, p, theta): the target, the prediction (both float64)
+and the loss's parameters as a tuple of floats in the order of its
+``LossSpec.params``.  The kernel templates (``fastloss.backends.cpu``) turn
+these into fused parallel loops; they are compiled without fast-math so that
+the stable forms below are kept as written.  Transcendental functions come from
+``fmath`` so that the loops vectorize.
+"""
+import math
+
+from numba import njit
+
+from . import fmath
+from .fmath import SCALAR_OPTIONS
+
+jit = njit(**SCALAR_OPTIONS)
+_LOG2 = math.log(2.0)
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@jit
+def _sign(x):
+    return (x > 0.0) - (x < 0.0) + 0.0 * x      # 0 at 0, nan for nan
+
+
+# -- squared and absolute errors -------------------------------------------
+
+@jit
+def mse_value(y, p, th):
+    r = p - y
+    return r * r
+
+
+@jit
+def mse_grad(y, p, th):
+    return 2.0 * (p - y)
+
+
+@jit
+def mse_hess(y, p, th):
+    return 2.0 + 0.0 * (p - y)
+
+
+@jit
+def mae_value(y, p, th):
+    return abs(p - y)
+
+
+@jit
+def mae_grad(y, p, th):
+    return _sign(p - y)
+
+
+@jit
+def mae_hess(y, p, th):
+    return 0.0 * (p - y)
+
+
+# -- robust regression ------------------------------------------------------
+
+@jit
+def huber_value(y, p, th):
+    d = th[0]
+    r = p - y
+    a = abs(r)
+    return 0.5 * r * r if a < d else d * (a - 0.5 * d)
+
+
+@jit
+def huber_grad(y, p, th):
+    d = th[0]
+    r = p - y
+    return min(max(r, -d), d) if r == r else r
+
+
+@jit
+def huber_hess(y, p, th):
+    r = p - y
+    return (1.0 if abs(r) < th[0] else 0.0) + 0.0 * r
+
+
+@jit
+def smooth_l1_value(y, p, th):
+    b = th[0]
+    r = p - y
+    a = abs(r)
+    return 0.5 * r * r / b if a < b else a - 0.5 * b
+
+
+@jit
+def smooth_l1_grad(y, p, th):
+    b = th[0]
+    r = p - y
+    return r / b if abs(r) < b else _sign(r)
+
+
+@jit
+def smooth_l1_hess(y, p, th):
+    b = th[0]
+    r = p - y
+    return (1.0 / b if abs(r) < b else 0.0) + 0.0 * r
+
+
+@jit
+def log_cosh_value(y, p, th):
+    # log cosh r = log1p(u^2 / (2 (1 + u))) with u = expm1(|r|): exact near 0;
+    # |r| - log 2 + log1p(e^-2|r|) far from it, where u^2 would overflow.
+    a = abs(p - y)
+    u = fmath.fexpm1(min(a, 30.0))
+    near = fmath.flog1p(u * u / (2.0 * (1.0 + u)))
+    far = a - _LOG2 + fmath.flog1p(fmath.fexp(-2.0 * a))
+    return near if a < 30.0 else far
+
+
+@jit
+def log_cosh_grad(y, p, th):
+    # tanh r = -expm1(-2|r|) / (2 + expm1(-2|r|)) * sign(r)
+    r = p - y
+    m = fmath.fexpm1(-2.0 * abs(r))
+    t = -m / (2.0 + m)
+    return t if r >= 0.0 else -t
+
+
+@jit
+def log_cosh_hess(y, p, th):
+    # 1 - tanh^2 r = 4 e / (1 + e)^2 with e = exp(-2|r|)
+    e = fmath.fexp(-2.0 * abs(p - y))
+    return 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
+@jit
+def pinball_value(y, p, th):
+    q = th[0]
+    r = y - p
+    return q * r if r >= 0.0 else (q - 1.0) * r
+
+
+@jit
+def pinball_grad(y, p, th):
+    q = th[0]
+    return (-q if y >= p else 1.0 - q) + 0.0 * (p - y)
+
+
+@jit
+def pinball_hess(y, p, th):
+    return 0.0 * (p - y)
+
+
+# -- counts -----------------------------------------------------------------
+
+@jit
+def poisson_nll_value(y, p, th):
+    lam = fmath.fexp(p)
+    # Stirling's approximation of log(y!), added for y > 1 when full=True.
+    stirling = y * fmath.flog(y) - y + 0.5 * fmath.flog(y) + _HALF_LOG_2PI
+    extra = stirling if (th[0] != 0.0 and y > 1.0) else 0.0
+    return (lam - y * p) + extra
+
+
+@jit
+def poisson_nll_grad(y, p, th):
+    return fmath.fexp(p) - y
+
+
+@jit
+def poisson_nll_hess(y, p, th):
+    return fmath.fexp(p) + 0.0 * y
+
+
+# -- margin losses (y in {-1, 0, +1}, 0 read as -1) -------------------------
+
+@jit
+def _signed_label(y):
+    return 1.0 if y > 0.0 else -1.0
+
+
+@jit
+def hinge_value(y, p, th):
+    return max(0.0, 1.0 - _signed_label(y) * p) + 0.0 * y
+
+
+@jit
+def hinge_grad(y, p, th):
+    t = _signed_label(y)
+    return (-t if t * p < 1.0 else 0.0) + 0.0 * (y + p)
+
+
+@jit
+def hinge_hess(y, p, th):
+    return 0.0 * (y + p)
+
+
+@jit
+def squared_hinge_value(y, p, th):
+    m = max(0.0, 1.0 - _signed_label(y) * p) + 0.0 * y
+    return m * m
+
+
+@jit
+def squared_hinge_grad(y, p, th):
+    t = _signed_label(y)
+    return -2.0 * t * max(0.0, 1.0 - t * p) + 0.0 * y
+
+
+@jit
+def squared_hinge_hess(y, p, th):
+    return (2.0 if _signed_label(y) * p < 1.0 else 0.0) + 0.0 * (y + p)
+
+
+# -- binary classification --------------------------------------------------
+
+@jit
+def binary_cross_entropy_value(y, p, th):
+    log_p = max(fmath.flog(p), -100.0)
+    log_q = max(fmath.flog1p(-p), -100.0)
+    return -(y * log_p + (1.0 - y) * log_q)
+
+
+@jit
+def binary_cross_entropy_grad(y, p, th):
+    return (p - y) / max(p * (1.0 - p), 1e-12)
+
+
+@jit
+def binary_cross_entropy_hess(y, p, th):
+    q = 1.0 - p
+    return y / max(p * p, 1e-12) + (1.0 - y) / max(q * q, 1e-12)
+
+
+@jit
+def binary_cross_entropy_with_logits_value(y, x, th):
+    pw = th[0]
+    lw = 1.0 + (pw - 1.0) * y
+    tail = fmath.flog1p(fmath.fexp(-abs(x)))          # log(1 + e^-|x|)
+    linear = (1.0 - y) * x if x >= 0.0 else -pw * y * x
+    return linear + lw * tail
+
+
+@jit
+def binary_cross_entropy_with_logits_grad(y, x, th):
+    s_pos, s_neg = fmath.sigmoid_pair(x)
+    return (1.0 - y) * s_pos - th[0] * y * s_neg
+
+
+@jit
+def binary_cross_entropy_with_logits_hess(y, x, th):
+    s_pos, s_neg = fmath.sigmoid_pair(x)
+    return (1.0 + (th[0] - 1.0) * y) * s_pos * s_neg
+
+
+@jit
+def _focal_terms(y, x, th):
+    """alpha_t, ce = -log p_t, p_t, q = 1 - p_t and q^gamma for a binary label."""
+    alpha, gamma = th[0], th[1]
+    e = fmath.fexp(-abs(x))
+    tail = fmath.flog1p(e)
+    big = 1.0 / (1.0 + e)                 # sigmoid(|x|)
+    small = e * big                       # sigmoid(-|x|)
+    positive = y > 0.5
+    agree = positive == (x >= 0.0)        # does the logit's sign favour the label?
+    # -log sigmoid(+-|x|): tail for the favoured side, |x| + tail for the other
+    ce = tail if agree else abs(x) + tail
+    log_q = -(abs(x) + tail) if agree else -tail
+    p_t = big if agree else small
+    q = small if agree else big
+    q_gamma = fmath.fexp(gamma * log_q) if gamma != 0.0 else 1.0
+    alpha_t = (alpha if positive else 1.0 - alpha) if alpha >= 0.0 else 1.0
+    return alpha_t, ce, p_t, q, q_gamma
+
+
+@jit
+def sigmoid_focal_value(y, x, th):
+    alpha_t, ce, p_t, q, q_gamma = _focal_terms(y, x, th)
+    return alpha_t * ce * q_gamma + 0.0 * y
+
+
+@jit
+def sigmoid_focal_grad(y, x, th):
+    gamma = th[1]
+    alpha_t, ce, p_t, q, q_gamma = _focal_terms(y, x, th)
+    c = -1.0 if y > 0.5 else 1.0          # d(1 - p_t)/dx = c p_t (1 - p_t)
+    s_minus_y = c * q                     # sigmoid(x) - y
+    return alpha_t * q_gamma * (s_minus_y + gamma * c * ce * p_t) + 0.0 * y
+
+
+@jit
+def sigmoid_focal_hess(y, x, th):
+    gamma = th[1]
+    alpha_t, ce, p_t, q, q_gamma = _focal_terms(y, x, th)
+    inner = q * (1.0 + 2.0 * gamma) + gamma * ce * (gamma * p_t - q)
+    return alpha_t * q_gamma * p_t * inner + 0.0 * y
+
+
+# -- input domains ------------------------------------------------------------
+# Each says whether a value is acceptable; NaN is accepted (it propagates).
+
+@jit
+def _any_real(v):
+    return True
+
+
+@jit
+def _in_unit(v):
+    return not (v < 0.0 or v > 1.0)
+
+
+@jit
+def _nonneg(v):
+    return not (v < 0.0)
+
+
+@jit
+def _binary(v):
+    return v == 0.0 or v == 1.0 or v != v
+
+
+@jit
+def _signed_binary(v):
+    return v == -1.0 or v == 1.0 or v == 0.0 or v != v
+
+
+DOMAIN_CHECKS = {
+    "real": _any_real,
+    "unit": _in_unit,
+    "nonneg": _nonneg,
+    "binary": _binary,
+    "signed_binary": _signed_binary,
+}
+
+
+def scalar_functions(name):
+    """(value, grad, hess) of the registered loss ``name``."""
+    g = globals()
+    return g[f"{name}_value"], g[f"{name}_grad"], g[f"{name}_hess"]

@@ -1,0 +1,182 @@
+"""The Loss object: validation, backend choice and reductions around the kernels."""
+import functools
+import warnings
+
+import numpy as np
+
+from . import _config, backends
+from . import _validation as v
+from .specs import DOMAINS, REGISTRY
+
+
+def _resolve_backend(backend, *arrays):
+    name = _config.get_backend() if backend is None else _config.check_backend(backend)
+    if name == "auto":
+        if any(hasattr(a, "__cuda_array_interface__") for a in arrays):
+            name = "cuda"
+        else:
+            name = "cpu"
+    return backends.load(name)
+
+
+def _empty_mean():
+    warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=4)
+    return float("nan")
+
+
+class Loss:
+    """A loss with fixed parameters; see ``fastloss.get``.
+
+    Calling it gives the loss value; ``grad``, ``value_and_grad`` and
+    ``grad_hess`` give derivatives with respect to ``y_pred`` from fused kernels.
+    """
+
+    def __init__(self, spec, params):
+        self.spec = spec
+        self.name = spec.name
+        self.params = params
+        self._theta = spec.theta(params)
+        self.__doc__ = spec.doc
+
+    def __repr__(self):
+        args = "".join(f", {k}={val!r}" for k, val in self.params.items())
+        return f"fastloss.get({self.name!r}{args})"
+
+    # -- helpers ------------------------------------------------------------
+
+    def _prepare(self, y_true, y_pred, sample_weight, backend):
+        be = _resolve_backend(backend, y_true, y_pred)
+        return be, v.prepare(y_true, y_pred, sample_weight)
+
+    def _denominator(self, be, x, reduction):
+        """What the reduced loss is divided by: 1 for a sum, count or sum(w) for a mean."""
+        if x.w is not None:
+            total, negative = be.weight_stats(x.w)
+            if negative:
+                raise ValueError(f"sample_weight must be >= 0; it has {negative} negative value(s)")
+        if reduction != "mean":
+            return 1.0
+        return float(x.size) if x.w is None else total
+
+    def _check_domain(self, bad, x):
+        if not bad:
+            return
+        from .backends.reference import DOMAIN_MASKS
+        for arg, arr, domain in (("y_true", x.y, self.spec.y_domain), ("y_pred", x.p, self.spec.p_domain)):
+            wrong = np.flatnonzero(~DOMAIN_MASKS[domain](arr))
+            if wrong.size:
+                i = int(wrong[0])
+                index = np.unravel_index(i, x.shape) if len(x.shape) > 1 else i
+                raise ValueError(f"{self.name}: {arg} must be {DOMAINS[domain]}; "
+                                 f"found {wrong.size} invalid value(s), the first {arr[i]!r} at index {index}")
+        raise ValueError(f"{self.name}: invalid inputs")  # pragma: no cover
+
+    def _buffer(self, out, x, name="out"):
+        out = v.check_out(out, x.shape, x.out_dtype, name)
+        return out, v.kernel_out(out, x.size, x.kernel_dtype)
+
+    # -- public methods ------------------------------------------------------
+
+    def __call__(self, y_true, y_pred, *, sample_weight=None, reduction="mean", backend=None):
+        """The loss: a float for "mean" and "sum", an array of y_pred's shape for "none"."""
+        v.check_reduction(reduction)
+        be, x = self._prepare(y_true, y_pred, sample_weight, backend)
+        denom = self._denominator(be, x, reduction)
+        if reduction == "none":
+            buf = np.empty(x.size, x.kernel_dtype)
+            self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, buf), x)
+            return v.finish_out(buf, None, x.shape, x.out_dtype)
+        total, bad = be.reduce_value(self.name, x.y, x.p, x.w, self._theta)
+        self._check_domain(bad, x)
+        return self._reduce(total, denom, x, reduction)
+
+    value = __call__
+
+    def _reduce(self, total, denom, x, reduction):
+        if reduction == "sum":
+            return float(total)
+        if x.size == 0:
+            return _empty_mean()
+        if denom == 0:
+            warnings.warn("sample_weight sums to 0; the weighted mean is undefined",
+                          RuntimeWarning, stacklevel=3)
+            return float("nan")
+        return float(total) / denom
+
+    def _grad_scale(self, denom):
+        if denom == 0:
+            warnings.warn("sample_weight sums to 0; the weighted mean is undefined",
+                          RuntimeWarning, stacklevel=4)
+            return float("nan")
+        return 1.0 / denom
+
+    def grad(self, y_true, y_pred, *, sample_weight=None, reduction="mean", out=None, backend=None):
+        """d(reduced loss)/d(y_pred); for reduction="none", the elementwise (weighted) derivative."""
+        v.check_reduction(reduction)
+        be, x = self._prepare(y_true, y_pred, sample_weight, backend)
+        out, buf = self._buffer(out, x)
+        denom = self._denominator(be, x, reduction)
+        scale = self._grad_scale(denom) if x.size else 1.0
+        self._check_domain(be.grad(self.name, x.y, x.p, x.w, self._theta, scale, buf), x)
+        return v.finish_out(buf, out, x.shape, x.out_dtype)
+
+    def value_and_grad(self, y_true, y_pred, *, sample_weight=None, reduction="mean", out=None,
+                       backend=None):
+        """(value, grad) from one fused pass over the data."""
+        v.check_reduction(reduction)
+        be, x = self._prepare(y_true, y_pred, sample_weight, backend)
+        out, buf = self._buffer(out, x)
+        denom = self._denominator(be, x, reduction)
+        if reduction == "none":
+            values = np.empty(x.size, x.kernel_dtype)
+            self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, values), x)
+            be.grad(self.name, x.y, x.p, x.w, self._theta, 1.0, buf)
+            return (v.finish_out(values, None, x.shape, x.out_dtype),
+                    v.finish_out(buf, out, x.shape, x.out_dtype))
+        scale = self._grad_scale(denom) if x.size else 1.0
+        total, bad = be.value_and_grad(self.name, x.y, x.p, x.w, self._theta, scale, buf)
+        self._check_domain(bad, x)
+        return self._reduce(total, denom, x, reduction), v.finish_out(buf, out, x.shape, x.out_dtype)
+
+    def grad_hess(self, y_true, y_pred, *, sample_weight=None, out=None, backend=None):
+        """Per-element first and second derivatives (the boosting convention: reduction "sum").
+
+        ``out`` may be a pair of arrays (grad, hess) of y_pred's shape and result dtype.
+        """
+        be, x = self._prepare(y_true, y_pred, sample_weight, backend)
+        if out is None:
+            out = (None, None)
+        elif not (isinstance(out, tuple) and len(out) == 2):
+            raise TypeError("out must be a pair of arrays (grad, hess)")
+        gout, gbuf = self._buffer(out[0], x, "out[0]")
+        hout, hbuf = self._buffer(out[1], x, "out[1]")
+        self._denominator(be, x, "sum")
+        self._check_domain(be.grad_hess(self.name, x.y, x.p, x.w, self._theta, gbuf, hbuf), x)
+        return (v.finish_out(gbuf, gout, x.shape, x.out_dtype),
+                v.finish_out(hbuf, hout, x.shape, x.out_dtype))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_loss(name, frozen_params):
+    spec = REGISTRY[name]
+    return Loss(spec, spec.resolve_params(dict(frozen_params)))
+
+
+def get(name, **params):
+    """The loss ``name`` with the given parameters, as a ``Loss`` object."""
+    if not isinstance(name, str):
+        raise TypeError(f"loss name must be a string, got {name!r}")
+    if name not in REGISTRY:
+        raise ValueError(f"unknown loss {name!r}; available: {', '.join(available())}")
+    try:
+        key = tuple(sorted(params.items()))
+        hash(key)
+    except TypeError:
+        spec = REGISTRY[name]
+        return Loss(spec, spec.resolve_params(params))
+    return _cached_loss(name, key)
+
+
+def available():
+    """The names of all registered losses."""
+    return sorted(REGISTRY)

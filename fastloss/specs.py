@@ -1,0 +1,256 @@
+"""The registry of losses: names, parameters, input domains and documentation.
+
+This module is plain Python: it is what ``import fastloss`` loads.  The maths
+of each loss lives in two places on purpose:
+
+* ``fastloss.kernels.scalar``: the per-element value, first and second
+  derivative as Numba scalar functions, from which every compiled kernel (CPU
+  now, CUDA later) is generated;
+* ``fastloss.backends.reference``: an independent vectorized NumPy version,
+  written from the textbook formulas, used as the test oracle and the
+  benchmark baseline.
+
+Adding a loss means one ``LossSpec`` here, its three scalar functions, and its
+reference formulas.  The test suite and the benchmarks iterate over
+``REGISTRY``, so a registered loss is tested and benchmarked automatically.
+"""
+from dataclasses import dataclass, field
+import math
+
+# Domains of y_true / y_pred values.  Each backend implements the check on its
+# own (kernels.scalar.DOMAIN_CHECKS, backends.reference.DOMAIN_MASKS).
+DOMAINS = {
+    "real": "any real number",
+    "unit": "in [0, 1]",
+    "nonneg": ">= 0",
+    "binary": "in {0, 1}",
+    "signed_binary": "in {-1, +1} (0 is read as -1)",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A keyword parameter of a loss, validated before any kernel runs."""
+
+    name: str
+    default: object
+    check: object          # value -> bool, on the already converted value
+    requirement: str       # what check demands, for the error message
+    convert: object = float
+    none_value: float = math.nan     # what kernels receive for None
+
+    def to_float(self, value):
+        """The parameter as the float64 that kernels receive."""
+        return self.none_value if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """One loss: its public name, parameters and documentation."""
+
+    name: str
+    summary: str
+    formula: str
+    params: tuple = ()
+    y_domain: str = "real"
+    p_domain: str = "real"
+    hessian_note: str = ""
+    reference: str = ""
+    # Parameter values other than the defaults that the test suite also runs.
+    test_params: tuple = field(default_factory=tuple)
+
+    def resolve_params(self, given):
+        """Validated parameters in declaration order, as a dict."""
+        known = {p.name for p in self.params}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise TypeError(f"{self.name}() got unexpected parameter(s) {', '.join(unknown)}; "
+                            f"its parameters are: {allowed}")
+        out = {}
+        for p in self.params:
+            value = given.get(p.name, p.default)
+            if value is not None:
+                if isinstance(value, (str, bytes, complex)) or not _is_real_scalar(value):
+                    raise TypeError(f"{self.name}: parameter {p.name!r} must be a real number, "
+                                    f"got {value!r}")
+                value = p.convert(value)
+            if not p.check(value):
+                raise ValueError(f"{self.name}: parameter {p.name!r} must be {p.requirement}, "
+                                 f"got {value!r}")
+            out[p.name] = value
+        return out
+
+    def theta(self, params):
+        """The parameters as the tuple of floats that kernels receive."""
+        return tuple(p.to_float(params[p.name]) for p in self.params)
+
+    @property
+    def doc(self):
+        lines = [self.summary, "", "    " + self.formula.replace("\n", "\n    ")]
+        if self.params:
+            lines += ["", "Parameters: " + ", ".join(f"{p.name}={p.default!r} ({p.requirement})"
+                                                    for p in self.params)]
+        if self.y_domain != "real":
+            lines += ["", f"y_true must be {DOMAINS[self.y_domain]}."]
+        if self.p_domain != "real":
+            lines += ["", f"y_pred must be {DOMAINS[self.p_domain]}."]
+        if self.hessian_note:
+            lines += ["", "Hessian: " + self.hessian_note]
+        if self.reference:
+            lines += ["", "Reference: " + self.reference]
+        return "\n".join(lines)
+
+
+def _is_real_scalar(value):
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        return isinstance(value, (int, float, bool))
+    return isinstance(value, (int, float, bool, np.integer, np.floating, np.bool_))
+
+
+def _positive(v):
+    return v > 0
+
+
+def _nonnegative(v):
+    return v >= 0
+
+
+def _open_unit(v):
+    return 0 < v < 1
+
+
+def _finite_or_none(check):
+    return lambda v: v is None or (math.isfinite(v) and check(v))
+
+
+_finite = _finite_or_none(lambda v: True)
+
+REGISTRY = {}
+
+
+def register(spec):
+    if spec.name in REGISTRY:
+        raise ValueError(f"a loss named {spec.name!r} is already registered")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+register(LossSpec(
+    name="mse",
+    summary="Mean squared error.",
+    formula="l(y, p) = (p - y)^2",
+    hessian_note="2 everywhere.",
+    reference="torch.nn.functional.mse_loss.",
+))
+register(LossSpec(
+    name="mae",
+    summary="Mean absolute error (L1 loss).",
+    formula="l(y, p) = |p - y|;  dl/dp = sign(p - y), 0 at p = y (as PyTorch)",
+    hessian_note="0 (piecewise linear).",
+    reference="torch.nn.functional.l1_loss.",
+))
+register(LossSpec(
+    name="huber",
+    summary="Huber loss: quadratic near zero, linear beyond delta.",
+    formula="r = p - y;  l = r^2 / 2 if |r| < delta else delta * (|r| - delta / 2)",
+    params=(Param("delta", 1.0, _finite_or_none(_positive), "a finite number > 0"),),
+    hessian_note="1 where |r| < delta, else 0.",
+    reference="Huber (1964); torch.nn.functional.huber_loss.",
+    test_params=({"delta": 0.3},),
+))
+register(LossSpec(
+    name="smooth_l1",
+    summary="Smooth L1 loss: Huber divided by beta; beta = 0 is the L1 loss.",
+    formula="r = p - y;  l = r^2 / (2 beta) if |r| < beta else |r| - beta / 2",
+    params=(Param("beta", 1.0, _finite_or_none(_nonnegative), "a finite number >= 0"),),
+    hessian_note="1 / beta where |r| < beta, else 0.",
+    reference="Girshick, Fast R-CNN (2015); torch.nn.functional.smooth_l1_loss.",
+    test_params=({"beta": 0.25}, {"beta": 0.0}),
+))
+register(LossSpec(
+    name="log_cosh",
+    summary="Log-cosh loss: r^2/2 near zero, |r| - log 2 far from it.",
+    formula="r = p - y;  l = log(cosh(r));  dl/dp = tanh(r)",
+    hessian_note="1 - tanh(r)^2.",
+    reference="tf.keras.losses.log_cosh; optax.log_cosh.",
+))
+register(LossSpec(
+    name="pinball",
+    summary="Pinball (quantile) loss.",
+    formula="r = y - p;  l = quantile * r if r >= 0 else (quantile - 1) * r;\n"
+            "dl/dp = -quantile if y >= p else 1 - quantile (as scikit-learn)",
+    params=(Param("quantile", 0.5, _finite_or_none(_open_unit), "in (0, 1)"),),
+    hessian_note="0 (piecewise linear).",
+    reference="Koenker & Bassett (1978); sklearn.metrics.mean_pinball_loss.",
+    test_params=({"quantile": 0.9},),
+))
+register(LossSpec(
+    name="poisson_nll",
+    summary="Poisson negative log-likelihood with the log of the rate as input.",
+    formula="l = exp(p) - y * p  [+ y log y - y + log(2 pi y) / 2 for y > 1 when full=True]",
+    params=(Param("full", False, lambda v: isinstance(v, bool), "True or False", convert=bool),),
+    y_domain="nonneg",
+    hessian_note="exp(p).",
+    reference="torch.nn.functional.poisson_nll_loss(log_input=True).",
+    test_params=({"full": True},),
+))
+register(LossSpec(
+    name="hinge",
+    summary="Hinge loss for labels in {-1, +1} ({0, 1} accepted, 0 meaning -1).",
+    formula="t = +1 if y > 0 else -1;  l = max(0, 1 - t * p)",
+    y_domain="signed_binary",
+    hessian_note="0 (piecewise linear).",
+    reference="sklearn.metrics.hinge_loss; optax.hinge_loss.",
+))
+register(LossSpec(
+    name="squared_hinge",
+    summary="Squared hinge loss for labels in {-1, +1} ({0, 1} accepted, 0 meaning -1).",
+    formula="t = +1 if y > 0 else -1;  l = max(0, 1 - t * p)^2",
+    y_domain="signed_binary",
+    hessian_note="2 where t * p < 1, else 0.",
+    reference="tf.keras.losses.squared_hinge.",
+))
+register(LossSpec(
+    name="binary_cross_entropy",
+    summary="Binary cross-entropy on probabilities.",
+    formula="l = -(y * max(log p, -100) + (1 - y) * max(log(1 - p), -100));\n"
+            "dl/dp = (p - y) / max(p (1 - p), 1e-12) (as PyTorch)",
+    y_domain="unit",
+    p_domain="unit",
+    hessian_note="y / max(p^2, 1e-12) + (1 - y) / max((1 - p)^2, 1e-12).",
+    reference="torch.nn.functional.binary_cross_entropy (log terms clamped at -100).",
+))
+register(LossSpec(
+    name="binary_cross_entropy_with_logits",
+    summary="Binary cross-entropy on logits, with an optional weight of the positive class.",
+    formula="w = 1 + (pos_weight - 1) * y;\n"
+            "l = (1 - y) * p + w * log(1 + exp(-p)), computed as "
+            "max(p, 0) terms + log1p(exp(-|p|));\n"
+            "dl/dp = (1 - y) sigmoid(p) - pos_weight * y * sigmoid(-p)",
+    params=(Param("pos_weight", None, _finite_or_none(_nonnegative),
+                  "None or a finite number >= 0", none_value=1.0),),
+    y_domain="unit",
+    hessian_note="(1 + (pos_weight - 1) y) sigmoid(p) sigmoid(-p).",
+    reference="torch.nn.functional.binary_cross_entropy_with_logits "
+              "(pos_weight a scalar here).",
+    test_params=({"pos_weight": 3.0},),
+))
+register(LossSpec(
+    name="sigmoid_focal",
+    summary="Sigmoid focal loss on logits, for binary labels.",
+    formula="p_t = sigmoid(p) if y = 1 else sigmoid(-p);  ce = -log p_t;\n"
+            "l = alpha_t * ce * (1 - p_t)^gamma, alpha_t = alpha if y = 1 else 1 - alpha\n"
+            "(alpha < 0 turns the class weighting off); (1 - p_t) and p_t come from\n"
+            "log-sigmoid terms, so gradients stay finite at saturation for any gamma >= 0.",
+    params=(Param("alpha", 0.25, _finite_or_none(lambda v: v <= 1), "a finite number <= 1"),
+            Param("gamma", 2.0, _finite_or_none(_nonnegative), "a finite number >= 0")),
+    y_domain="binary",
+    hessian_note="the exact second derivative, "
+                 "alpha_t (1 - p_t)^gamma p_t [(1 + 2 gamma)(1 - p_t) + gamma ce (gamma p_t - (1 - p_t))].",
+    reference="Lin et al., Focal Loss for Dense Object Detection (2017); "
+              "torchvision.ops.sigmoid_focal_loss.",
+    test_params=({"alpha": 0.6, "gamma": 0.5}, {"alpha": -1.0, "gamma": 1.5}),
+))
