@@ -27,7 +27,7 @@ PARALLEL_MIN_SIZE = 1 << 16
 KERNEL_OPTIONS = dict(fastmath={"reassoc", "contract", "nsz"}, error_model="numpy", nogil=True)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _sum_in_order(parts):
     s = 0.0
     for b in range(parts.shape[0]):

@@ -25,7 +25,10 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-SCALAR_OPTIONS = dict(cache=True, error_model="numpy")
+# Not cache=True: a function loaded from Numba's cache is linked as object code and
+# cannot be inlined into the kernels that call it, which stops them vectorizing.
+# The kernels themselves are cached, with these functions inlined.
+SCALAR_OPTIONS = dict(error_model="numpy")
 
 
 @intrinsic
@@ -169,13 +172,13 @@ def flog1p(x):
     return -_INF if x == -1.0 else y
 
 
-@njit(**SCALAR_OPTIONS)
+@njit(inline="always", **SCALAR_OPTIONS)
 def softplus(x):
     """log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)."""
     return max(x, 0.0) + flog1p(fexp(-abs(x)))
 
 
-@njit(**SCALAR_OPTIONS)
+@njit(inline="always", **SCALAR_OPTIONS)
 def sigmoid_pair(x):
     """(sigmoid(x), sigmoid(-x)), each accurate where it is small."""
     e = fexp(-abs(x))

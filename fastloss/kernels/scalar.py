@@ -14,7 +14,9 @@ from numba import njit
 from . import fmath
 from .fmath import SCALAR_OPTIONS
 
-jit = njit(**SCALAR_OPTIONS)
+# Inlined at the Numba IR level: LLVM alone will not inline a loss whose maths
+# has grown past its threshold, and a call left in the loop stops it vectorizing.
+jit = njit(inline="always", **SCALAR_OPTIONS)
 _LOG2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
