@@ -3,11 +3,13 @@
 Every kernel walks the input in fixed blocks of ``BLOCK`` elements; a
 reduction sums each block in float64 and then adds the block sums in order.
 The blocks do not depend on the thread count, so results are bitwise the same
-for any number of threads and for the serial and parallel variants, and the
-rounding error grows like that of blocked pairwise summation.  Inputs are
+for any number of threads, and the rounding error grows like that of blocked
+pairwise summation.  Inputs are
 read in their own dtype and computed in float64; array outputs are written
 in the output buffer's dtype.  Small inputs run a serial build of the same
-template (``PARALLEL_MIN_SIZE``), since starting threads costs more there.
+template (``PARALLEL_MIN_SIZE``), since starting threads costs more there; the
+choice depends on the size only, and the two builds agree to the last bit or two
+(LLVM may vectorize them differently).
 """
 import threading
 
@@ -21,10 +23,32 @@ from ..specs import REGISTRY
 
 BLOCK = 4096
 PARALLEL_MIN_SIZE = 1 << 16
-# Reassociation lets LLVM vectorize the block sums; no-NaN/no-inf flags are
-# left off so that NaN and inf propagate.  The scalar maths is compiled
-# separately without fast-math, so its stable forms are kept.
-KERNEL_OPTIONS = dict(fastmath={"reassoc", "contract", "nsz"}, error_model="numpy", nogil=True)
+# The kernels are compiled without fast-math: the scalar maths is inlined into
+# them at the Numba IR level and would take the kernel's flags, and its stable
+# forms must be kept as written.  Only the block sums may be reassociated
+# (which lets LLVM vectorize them): they go through ``_add``, whose one
+# instruction carries the flag after LLVM inlines it.
+KERNEL_OPTIONS = dict(fastmath={"contract", "nsz"}, error_model="numpy", nogil=True)
+
+
+@njit(fastmath={"reassoc"}, error_model="numpy")
+def _add(s, v):
+    return s + v
+
+
+# Block bounds as unsigned integers: Numba then indexes without the
+# negative-index wraparound select, which would stop LLVM vectorizing and make
+# its run-time aliasing checks conservative (and the sums' last bits depend on
+# where arrays happen to lie in memory).
+@njit
+def _lo(b):
+    return np.uint64(b * BLOCK)
+
+
+@njit
+def _hi(b, n):
+    return np.uint64(min(n, (b + 1) * BLOCK))
+
 
 
 @njit(error_model="numpy")
@@ -45,9 +69,9 @@ def _weight_template(parallel):
         for b in prange(nb):
             s = 0.0
             k = 0
-            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            for i in range(_lo(b), _hi(b, n)):
                 wi = np.float64(w[i])
-                s += wi
+                s = _add(s, wi)
                 k += wi < 0.0
             sums[b] = s
             neg[b] = k
@@ -72,13 +96,13 @@ def _loss_templates(name, parallel):
         for b in prange(nb):
             s = 0.0
             k = 0
-            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
                 v = value(yi, pi, th)
                 if w is not None:
                     v = v * np.float64(w[i])
-                s += v
+                s = _add(s, v)
                 k += not (y_ok(yi) and p_ok(pi))
             sums[b] = s
             bad[b] = k
@@ -91,7 +115,7 @@ def _loss_templates(name, parallel):
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
             k = 0
-            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
                 v = value(yi, pi, th)
@@ -109,7 +133,7 @@ def _loss_templates(name, parallel):
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
             k = 0
-            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
                 g = grad(yi, pi, th) * scale
@@ -129,7 +153,7 @@ def _loss_templates(name, parallel):
         for b in prange(nb):
             s = 0.0
             k = 0
-            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
                 v = value(yi, pi, th)
@@ -138,7 +162,7 @@ def _loss_templates(name, parallel):
                     wi = np.float64(w[i])
                     v = v * wi
                     g = g * wi
-                s += v
+                s = _add(s, v)
                 out[i] = g
                 k += not (y_ok(yi) and p_ok(pi))
             sums[b] = s
@@ -152,7 +176,7 @@ def _loss_templates(name, parallel):
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
             k = 0
-            for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
+            for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
                 g = grad(yi, pi, th)
@@ -203,9 +227,11 @@ _layer_is_threadsafe = None
 
 def _run(name, kind, size, *args):
     global _layer_is_threadsafe
-    threads = _config.get_num_threads()
-    if size < PARALLEL_MIN_SIZE or threads == 1:
+    # The variant depends on the size alone, never on the thread count, so a
+    # given input always runs the same compiled code: the same bits.
+    if size < PARALLEL_MIN_SIZE:
         return kernels(name, False)[kind](*args)
+    threads = _config.get_num_threads()
     fn = kernels(name, True)[kind]
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
