@@ -66,9 +66,9 @@ class Loss:
             wrong = np.flatnonzero(~DOMAIN_MASKS[domain](arr))
             if wrong.size:
                 i = int(wrong[0])
-                index = np.unravel_index(i, x.shape) if len(x.shape) > 1 else i
-                raise ValueError(f"{self.name}: {arg} must be {DOMAINS[domain]}; "
-                                 f"found {wrong.size} invalid value(s), the first {arr[i]!r} at index {index}")
+                index = tuple(int(k) for k in np.unravel_index(i, x.shape)) if len(x.shape) > 1 else i
+                raise ValueError(f"{self.name}: {arg} must be {DOMAINS[domain]}; found {wrong.size} "
+                                 f"invalid value(s), the first {float(arr[i])!r} at index {index}")
         raise ValueError(f"{self.name}: invalid inputs")  # pragma: no cover
 
     def _buffer(self, out, x, name="out"):

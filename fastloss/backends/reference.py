@@ -175,8 +175,11 @@ def _pw(pos_weight):
 
 
 def binary_cross_entropy_with_logits_value(y, x, pos_weight):
-    # PyTorch's form: (1 - y) x + (1 + (pos_weight - 1) y) softplus(-x)
-    return (1 - y) * x + (1 + (_pw(pos_weight) - 1) * y) * _softplus(-x)
+    # PyTorch's form: (1 - y) x + (1 + (pos_weight - 1) y) softplus(-x), with
+    # softplus(-x) = max(-x, 0) + log1p(e^-|x|) kept in two terms so that the
+    # small tail is not absorbed before the linear terms cancel.
+    log_weight = 1 + (_pw(pos_weight) - 1) * y
+    return ((1 - y) * x + log_weight * np.maximum(-x, 0.0)) + log_weight * np.log1p(np.exp(-np.abs(x)))
 
 
 def binary_cross_entropy_with_logits_grad(y, x, pos_weight):

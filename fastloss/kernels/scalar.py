@@ -178,8 +178,13 @@ def _signed_label(y):
 
 
 @jit
+def _positive_part(m):
+    return 0.0 if m <= 0.0 else m         # max(m, 0) that keeps a NaN
+
+
+@jit
 def hinge_value(y, p, th):
-    return max(0.0, 1.0 - _signed_label(y) * p) + 0.0 * y
+    return _positive_part(1.0 - _signed_label(y) * p) + 0.0 * y
 
 
 @jit
@@ -195,14 +200,14 @@ def hinge_hess(y, p, th):
 
 @jit
 def squared_hinge_value(y, p, th):
-    m = max(0.0, 1.0 - _signed_label(y) * p) + 0.0 * y
+    m = _positive_part(1.0 - _signed_label(y) * p) + 0.0 * y
     return m * m
 
 
 @jit
 def squared_hinge_grad(y, p, th):
     t = _signed_label(y)
-    return -2.0 * t * max(0.0, 1.0 - t * p) + 0.0 * y
+    return -2.0 * t * _positive_part(1.0 - t * p) + 0.0 * y
 
 
 @jit

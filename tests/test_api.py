@@ -1,0 +1,151 @@
+"""The public API: functions, Loss objects, backend choice, threads, start-up."""
+import inspect
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss.specs import REGISTRY
+
+from .conftest import loss_name, sample
+
+
+def test_every_registered_loss_is_a_public_function():
+    assert fl.available() == sorted(REGISTRY)
+    for name in fl.available():
+        f = getattr(fl, name)
+        assert f.__name__ == name
+        assert REGISTRY[name].formula.split(";")[0] in f.__doc__
+        params = inspect.signature(f).parameters
+        assert list(params)[:2] == ["y_true", "y_pred"]
+        for p in REGISTRY[name].params:
+            assert params[p.name].default == p.default
+
+
+@loss_name
+def test_function_and_loss_object_agree(name, rng):
+    y, p = sample(name, 50, rng)
+    spec = REGISTRY[name]
+    params = dict(spec.test_params[0]) if spec.test_params else {}
+    loss = fl.get(name, **params)
+    assert getattr(fl, name)(y, p, **params) == loss(y, p) == loss.value(y, p)
+    assert repr(loss).startswith(f"fastloss.get({name!r}")
+
+
+def test_huber_example_from_the_issue():
+    y = np.array([0.0, 1.0, 5.0])
+    p = np.array([0.5, 1.0, 0.0])
+    loss = fl.get("huber", delta=2.0)
+    # 0.5*0.25, 0, 2*(5 - 1)
+    assert loss(y, p) == pytest.approx((0.125 + 0.0 + 8.0) / 3, rel=1e-15)
+    assert loss(y, p) == fl.huber(y, p, delta=2.0)
+
+
+def test_backend_selection_order(monkeypatch):
+    calls = []
+    from fastloss import backends
+    real = backends.load
+
+    def spy(name):
+        calls.append(name)
+        return real(name)
+
+    monkeypatch.setattr(backends, "load", spy)
+    y, p = [0.0, 1.0], [1.0, 1.0]
+    fl.mse(y, p)
+    assert calls[-1] == "cpu"                       # auto -> cpu for host arrays
+    monkeypatch.setenv("FASTLOSS_BACKEND", "numpy")
+    fl.mse(y, p)
+    assert calls[-1] == "numpy"
+    fl.set_backend("cpu")
+    fl.mse(y, p)
+    assert calls[-1] == "cpu"                       # set_backend beats the environment
+    with fl.use_backend("numpy"):
+        fl.mse(y, p)
+        assert calls[-1] == "numpy"                 # the context beats set_backend
+        fl.mse(y, p, backend="cpu")
+        assert calls[-1] == "cpu"                   # an explicit argument beats all
+    fl.mse(y, p)
+    assert calls[-1] == "cpu"
+    fl.set_backend(None)
+    monkeypatch.setenv("FASTLOSS_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="FASTLOSS_BACKEND"):
+        fl.mse(y, p)
+
+
+def test_use_backend_is_local_to_a_thread():
+    seen = {}
+
+    def worker():
+        seen["other"] = fl.get_backend()
+
+    with fl.use_backend("numpy"):
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        assert fl.get_backend() == "numpy"
+    assert seen["other"] == "auto"
+
+
+def test_available_backends():
+    assert fl.available_backends() == ["numpy", "cpu"]
+
+
+def test_set_num_threads_validates():
+    with pytest.raises(ValueError, match="between 1 and"):
+        fl.set_num_threads(0)
+    with pytest.raises(TypeError):
+        fl.set_num_threads(1.5)
+    fl.set_num_threads(1)
+    assert fl.get_num_threads() == 1
+
+
+def test_concurrent_calls_from_python_threads(rng):
+    y, p = sample("binary_cross_entropy_with_logits", 300_000, rng, np.float32)
+    loss = fl.get("binary_cross_entropy_with_logits")
+    expected = loss.value_and_grad(y, p)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(loss.value_and_grad(y, p))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 20
+    for value, grad in results:
+        assert value == expected[0]
+        np.testing.assert_array_equal(grad, expected[1])
+
+
+def _run_python(code, env=None):
+    full_env = dict(os.environ, **(env or {}))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=full_env, check=True)
+    return out.stdout.strip()
+
+
+def test_import_does_not_import_numba():
+    out = _run_python("import sys, fastloss; print('numba' in sys.modules)")
+    assert out == "False"
+
+
+def test_kernels_are_cached_on_disk():
+    code = ("import numpy as np, fastloss as fl; from fastloss.backends import cpu;"
+            "fl.mse(np.ones(10), np.zeros(10));"
+            "k = cpu.kernels('mse', False)['reduce_value'];"
+            "print(sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values()))")
+    _run_python(code)
+    hits, misses = _run_python(code).split()
+    assert (hits, misses) == ("1", "0")

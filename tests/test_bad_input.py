@@ -1,0 +1,274 @@
+"""Bad input gets a clear error naming the argument; odd but valid input gets the right answer."""
+import warnings
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+from .conftest import loss_case, sample, weights
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+class TestErrors:
+    def test_shape_mismatch(self, backend):
+        with pytest.raises(ValueError, match="y_true and y_pred must have the same shape"):
+            fl.mse(np.zeros(3), np.zeros(4), backend=backend)
+
+    def test_sample_weight_shape(self, backend):
+        with pytest.raises(ValueError, match="sample_weight"):
+            fl.mse(np.zeros(3), np.zeros(3), sample_weight=np.ones(4), backend=backend)
+        with pytest.raises(ValueError, match="sample_weight"):
+            fl.mse(np.zeros((3, 2)), np.zeros((3, 2)), sample_weight=np.ones(6), backend=backend)
+
+    def test_negative_weights(self, backend):
+        with pytest.raises(ValueError, match="sample_weight must be >= 0"):
+            fl.mse(np.zeros(3), np.zeros(3), sample_weight=[1.0, -1.0, 1.0], backend=backend)
+
+    @pytest.mark.parametrize("bad", [np.array([1 + 2j, 0]), np.array(["a", "b"]),
+                                     np.array([object(), object()], dtype=object)])
+    def test_non_real_dtypes(self, backend, bad):
+        with pytest.raises(TypeError, match="y_pred"):
+            fl.mse(np.zeros(2), bad, backend=backend)
+        with pytest.raises(TypeError, match="y_true"):
+            fl.mse(bad, np.zeros(2), backend=backend)
+        with pytest.raises(TypeError, match="sample_weight"):
+            fl.mse(np.zeros(2), np.zeros(2), sample_weight=bad, backend=backend)
+
+    def test_ragged_list(self, backend):
+        with pytest.raises(ValueError, match="y_pred"):
+            fl.mse([1.0, 2.0], [[1.0], [2.0, 3.0]], backend=backend)
+
+    def test_unknown_reduction(self, backend):
+        with pytest.raises(ValueError, match="reduction"):
+            fl.mse([1.0], [2.0], reduction="avg", backend=backend)
+        with pytest.raises(ValueError, match="reduction"):
+            fl.get("mse").grad([1.0], [2.0], reduction="batchmean", backend=backend)
+
+    @pytest.mark.parametrize("labels", [[2.0, 1.0], [0.5, 1.0], [-2.0, 1.0]])
+    def test_invalid_margin_labels(self, backend, labels):
+        with pytest.raises(ValueError, match=r"y_true must be in \{-1, \+1\}.*index 0"):
+            fl.hinge(labels, [0.3, 0.2], backend=backend)
+        with pytest.raises(ValueError, match="y_true"):
+            fl.get("squared_hinge").grad(labels, [0.3, 0.2], backend=backend)
+
+    def test_invalid_focal_labels(self, backend):
+        with pytest.raises(ValueError, match=r"y_true must be in \{0, 1\}.*index 1"):
+            fl.sigmoid_focal([1.0, 0.5, 0.0], [0.3, 0.2, 0.1], backend=backend)
+
+    def test_probabilities_out_of_range(self, backend):
+        with pytest.raises(ValueError, match=r"y_pred must be in \[0, 1\].*index 2"):
+            fl.binary_cross_entropy([1.0, 0.0, 1.0], [0.5, 0.5, 1.5], backend=backend)
+        with pytest.raises(ValueError, match=r"y_true must be in \[0, 1\]"):
+            fl.get("binary_cross_entropy_with_logits").value_and_grad([2.0], [0.5], backend=backend)
+
+    def test_first_bad_index_in_2d(self, backend):
+        y = np.ones((3, 4))
+        y[2, 1] = 5.0
+        with pytest.raises(ValueError, match=r"index \(2, 1\)"):
+            fl.hinge(y, np.zeros((3, 4)), backend=backend)
+
+    def test_negative_counts(self, backend):
+        with pytest.raises(ValueError, match="y_true must be >= 0"):
+            fl.poisson_nll([-1.0, 2.0], [0.0, 0.0], backend=backend)
+
+    def test_out_buffer_checks(self, backend):
+        loss = fl.get("mse")
+        y, p = np.zeros(4), np.ones(4)
+        with pytest.raises(ValueError, match="out must have shape"):
+            loss.grad(y, p, out=np.empty(5), backend=backend)
+        with pytest.raises(ValueError, match="out must have dtype"):
+            loss.grad(y, p, out=np.empty(4, np.float32), backend=backend)
+        readonly = np.empty(4)
+        readonly.flags.writeable = False
+        with pytest.raises(ValueError, match="writeable"):
+            loss.value_and_grad(y, p, out=readonly, backend=backend)
+        with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
+            loss.grad(y, p, out=[0.0] * 4, backend=backend)
+        with pytest.raises(TypeError, match="pair"):
+            loss.grad_hess(y, p, out=np.empty(4), backend=backend)
+        with pytest.raises(ValueError, match=r"out\[1\] must have shape"):
+            loss.grad_hess(y, p, out=(np.empty(4), np.empty(3)), backend=backend)
+
+
+@pytest.mark.parametrize("name,params,message", [
+    ("huber", {"delta": 0.0}, "'delta' must be a finite number > 0"),
+    ("huber", {"delta": -1.0}, "'delta'"),
+    ("huber", {"delta": float("nan")}, "'delta'"),
+    ("smooth_l1", {"beta": -0.5}, "'beta'"),
+    ("pinball", {"quantile": 1.0}, r"'quantile' must be in \(0, 1\)"),
+    ("pinball", {"quantile": 0.0}, "'quantile'"),
+    ("binary_cross_entropy_with_logits", {"pos_weight": -1.0}, "'pos_weight'"),
+    ("sigmoid_focal", {"gamma": -1.0}, "'gamma'"),
+    ("sigmoid_focal", {"alpha": 1.5}, "'alpha'"),
+])
+def test_invalid_parameters(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        fl.get(name, **params)
+    with pytest.raises(ValueError, match=message):
+        getattr(fl, name)([0.0], [0.5], **params)
+
+
+def test_parameter_type_and_name_errors():
+    with pytest.raises(TypeError, match="unexpected parameter.*delt"):
+        fl.get("huber", delt=1.0)
+    with pytest.raises(TypeError, match="'delta' must be a real number"):
+        fl.get("huber", delta="1")
+    with pytest.raises(TypeError, match="unexpected parameter"):
+        fl.mse([0.0], [1.0], delta=2.0)
+    with pytest.raises(ValueError, match="unknown loss 'msee'"):
+        fl.get("msee")
+    with pytest.raises(TypeError):
+        fl.get(None)
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="unknown backend 'gpu'"):
+        fl.mse([0.0], [1.0], backend="gpu")
+    with pytest.raises(ValueError, match="unknown backend"):
+        fl.set_backend("tpu")
+    with pytest.raises(TypeError, match="backend must be a string"):
+        fl.mse([0.0], [1.0], backend=3)
+
+
+def test_cuda_backend_is_a_clear_error_not_a_crash():
+    with pytest.raises(RuntimeError, match="cuda"):
+        fl.mse([0.0], [1.0], backend="cuda")
+
+
+@loss_case
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_empty_inputs(name, params, backend):
+    loss = fl.get(name, **params)
+    empty = np.zeros(0)
+    assert loss(empty, empty, reduction="sum", backend=backend) == 0.0
+    with pytest.warns(RuntimeWarning, match="empty"):
+        assert np.isnan(loss(empty, empty, backend=backend))
+    assert loss(empty, empty, reduction="none", backend=backend).shape == (0,)
+    assert loss.grad(empty, empty, backend=backend).shape == (0,)
+    g, h = loss.grad_hess(empty, empty, backend=backend)
+    assert g.shape == h.shape == (0,)
+
+
+def test_zero_weight_sum_is_nan_with_a_warning():
+    with pytest.warns(RuntimeWarning, match="sums to 0"):
+        assert np.isnan(fl.mse([1.0, 2.0], [0.0, 0.0], sample_weight=[0.0, 0.0]))
+    assert fl.mse([1.0, 2.0], [0.0, 0.0], sample_weight=[0.0, 0.0], reduction="sum") == 0.0
+
+
+@loss_case
+def test_odd_layouts_give_the_same_answer(name, params, rng):
+    y, p = sample(name, 0, rng, shape=(40, 6))
+    w = weights(40, rng)
+    loss = fl.get(name, **params)
+    expected = loss.value_and_grad(y, p, sample_weight=w, reduction="sum")
+
+    fortran = (np.asfortranarray(y), np.asfortranarray(p))
+    strided = (np.repeat(y, 2, axis=1)[:, ::2], np.repeat(p, 2, axis=1)[:, ::2])
+    swapped = (y.astype(y.dtype.newbyteorder()), p.astype(p.dtype.newbyteorder()))
+    readonly = (y.copy(), p.copy())
+    for a in readonly:
+        a.flags.writeable = False
+    for yy, pp in (fortran, strided, swapped, readonly):
+        assert not np.shares_memory(yy, y)
+        value, grad = loss.value_and_grad(yy, pp, sample_weight=w, reduction="sum")
+        np.testing.assert_allclose(value, expected[0], rtol=1e-14)
+        np.testing.assert_array_equal(grad, expected[1])
+        assert grad.dtype.isnative
+
+
+def test_lists_scalars_and_integer_inputs():
+    assert fl.mse([1, 2, 3], [1.5, 2, 2]) == pytest.approx((0.25 + 0 + 1) / 3, rel=1e-15)
+    assert fl.mse(1.0, 3.0) == 4.0
+    assert fl.mse(1.0, 3.0, reduction="none").shape == ()
+    g = fl.get("mse").grad(np.array([1, 2]), np.array([3, 3]))
+    assert g.dtype == np.float64
+    np.testing.assert_array_equal(g, [2.0, 1.0])
+    assert fl.hinge(np.array([True, False]), np.array([0.5, 0.5])) == pytest.approx((0.5 + 1.5) / 2)
+
+
+@pytest.mark.parametrize("dtype,expected", [(np.float16, np.float16), (np.float32, np.float32),
+                                            (np.float64, np.float64), (np.int32, np.float64),
+                                            (np.bool_, np.float64)])
+def test_output_dtype_follows_y_pred(dtype, expected):
+    y = np.array([0, 1, 1], dtype=np.float32)
+    p = np.array([0, 1, 0], dtype=dtype)
+    loss = fl.get("mse")
+    assert loss(y, p, reduction="none").dtype == expected
+    assert loss.grad(y, p).dtype == expected
+    assert all(a.dtype == expected for a in loss.grad_hess(y, p))
+    assert isinstance(loss(y, p), float)
+
+
+def test_out_buffers_are_filled_and_returned(rng):
+    y, p = sample("huber", 1000, rng, np.float32)
+    loss = fl.get("huber")
+    out = np.empty_like(p)
+    value, g = loss.value_and_grad(y, p, out=out)
+    assert g is out
+    np.testing.assert_array_equal(out, loss.grad(y, p))
+    gout, hout = np.empty_like(p), np.empty_like(p)
+    g2, h2 = loss.grad_hess(y, p, out=(gout, hout))
+    assert g2 is gout and h2 is hout
+    # a non-contiguous out is accepted too
+    wide = np.zeros((1000, 2), np.float32)
+    res = loss.grad(y, p, out=wide[:, 1])
+    assert res.base is wide or res is wide[:, 1] or np.shares_memory(res, wide)
+    np.testing.assert_array_equal(wide[:, 1], loss.grad(y, p))
+    np.testing.assert_array_equal(wide[:, 0], 0)
+
+
+def test_in_place_gradient_over_the_predictions(rng):
+    y, p = sample("mse", 100_000, rng)
+    expected_value, expected_grad = fl.get("mse").value_and_grad(y, p)
+    value, g = fl.get("mse").value_and_grad(y, p, out=p)
+    assert g is p
+    np.testing.assert_allclose(value, expected_value, rtol=1e-14)
+    np.testing.assert_array_equal(p, expected_grad)
+
+
+@loss_case
+def test_nan_propagates(name, params, rng):
+    y, p = sample(name, 10, rng)
+    p[3] = np.nan
+    y[6] = np.nan
+    loss = fl.get(name, **params)
+    values = loss(y, p, reduction="none")
+    g, h = loss.grad_hess(y, p)
+    for arr in (values, g):
+        assert np.isnan(arr[3]) and np.isnan(arr[6])
+        assert np.isfinite(np.delete(arr, [3, 6])).all()
+    assert np.isnan(loss(y, p))
+
+
+LOGIT_LOSSES = ["binary_cross_entropy_with_logits", "sigmoid_focal", "hinge", "squared_hinge",
+                "log_cosh", "huber", "smooth_l1", "mae", "pinball"]
+
+
+@pytest.mark.parametrize("name", LOGIT_LOSSES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_predictions_stay_finite(name, dtype):
+    x = np.array([-1e4, -800, -100, -40, -1e-30, 0.0, 1e-30, 40, 100, 800, 1e4], dtype=dtype)
+    spec = fl.REGISTRY[name]
+    labels = {"binary": [0.0, 1.0], "signed_binary": [-1.0, 1.0], "unit": [0.0, 0.3, 1.0]}.get(
+        spec.y_domain, [0.0, 5.0])
+    loss = fl.get(name)
+    for label in labels:
+        y = np.full_like(x, label)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            values = loss(y, x, reduction="none")
+            g, h = loss.grad_hess(y, x)
+        for arr in (values, g, h):
+            assert np.isfinite(arr).all(), (label, arr)
+        expected = loss(y.astype(float), x.astype(float), reduction="none", backend="numpy")
+        np.testing.assert_allclose(values, expected.astype(dtype),
+                                   rtol=2e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_binary_cross_entropy_clamps_log_terms_at_minus_100():
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    p = np.array([0.0, 1.0, 1.0, 0.0])
+    np.testing.assert_array_equal(fl.binary_cross_entropy(y, p, reduction="none"), [100, 100, 0, 0])
+    g, h = fl.get("binary_cross_entropy").grad_hess(y, p)
+    assert np.isfinite(g).all() and np.isfinite(h).all()
