@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+from fastloss.examples import inputs as sample  # noqa: F401  (used by the test modules)
 from fastloss.specs import REGISTRY
 
 LOSS_CASES = [(name, {}) for name in REGISTRY] + [
@@ -17,34 +18,6 @@ LOSS_IDS = [name + "".join(f"-{k}={v}" for k, v in params.items()) for name, par
 
 loss_case = pytest.mark.parametrize("name,params", LOSS_CASES, ids=LOSS_IDS)
 loss_name = pytest.mark.parametrize("name", sorted(REGISTRY))
-
-
-def draw(domain, rng, shape, scale=3.0):
-    """Values from a domain: labels for the discrete ones, spread reals otherwise."""
-    if domain == "binary":
-        return rng.integers(0, 2, shape).astype(np.float64)
-    if domain == "signed_binary":
-        return rng.choice([-1.0, 1.0], shape)
-    if domain == "unit":
-        # mostly interior, some exactly 0 and 1
-        u = rng.uniform(0.0, 1.0, shape)
-        edge = rng.uniform(size=shape) < 0.05
-        return np.where(edge, np.round(u), u)
-    if domain == "nonneg":
-        return rng.poisson(2.0, shape).astype(np.float64)
-    return rng.normal(0.0, scale, shape)
-
-
-def sample(name, n, rng, dtype=np.float64, shape=None):
-    """(y_true, y_pred) for loss ``name``."""
-    spec = REGISTRY[name]
-    shape = (n,) if shape is None else shape
-    y = draw(spec.y_domain, rng, shape)
-    if spec.p_domain == "unit":
-        p = np.clip(rng.uniform(0.0, 1.0, shape), 1e-6, 1 - 1e-6)
-    else:
-        p = draw(spec.p_domain, rng, shape)
-    return y.astype(dtype), p.astype(dtype)
 
 
 def weights(n, rng, dtype=np.float64):

@@ -106,13 +106,13 @@ def smooth_l1_hess(y, p, th):
 
 @jit
 def log_cosh_value(y, p, th):
-    # log cosh r = log1p(u^2 / (2 (1 + u))) with u = expm1(|r|): exact near 0;
-    # |r| - log 2 + log1p(e^-2|r|) far from it, where u^2 would overflow.
+    # log cosh r = log1p(u^2 / (2 (1 + u))) with u = expm1(|r|), exact near 0.
+    # Beyond |r| = 30 it is |r| - log 2 + log1p(e^-2|r|), and the last term
+    # (below 1e-26) no longer changes the float64 sum.
     a = abs(p - y)
     u = fmath.fexpm1(min(a, 30.0))
     near = fmath.flog1p(u * u / (2.0 * (1.0 + u)))
-    far = a - _LOG2 + fmath.flog1p(fmath.fexp(-2.0 * a))
-    return near if a < 30.0 else far
+    return near if a < 30.0 else a - _LOG2
 
 
 @jit

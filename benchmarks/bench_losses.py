@@ -1,0 +1,79 @@
+"""asv benchmarks: every registered loss, on the CPU kernels and the NumPy baseline.
+
+Run offline in the current environment with ``asv run --python=same --quick``.
+The ``time_*`` benchmarks give seconds per call; the ``track_*`` ones give
+the throughput in GB/s of input read (value) or moved (value_and_grad), from
+the same kind of best-of timing, so that regressions show as a drop.
+"""
+import time
+
+import numpy as np
+
+import fastloss as fl
+from fastloss.examples import inputs
+
+LOSSES = fl.available()
+SIZES = [1_000, 100_000, 10_000_000]
+DTYPES = ["float32", "float64"]
+BACKENDS = ["cpu", "numpy"]
+
+
+class Loss:
+    params = (LOSSES, SIZES, DTYPES, BACKENDS)
+    param_names = ["loss", "n", "dtype", "backend"]
+    timeout = 300
+
+    def setup(self, name, n, dtype, backend):
+        self.y, self.p = inputs(name, n, np.random.default_rng(0), np.dtype(dtype))
+        self.loss = fl.get(name)
+        self.out = np.empty_like(self.p)
+        self.backend = backend
+        self.itemsize = np.dtype(dtype).itemsize
+        self.n = n
+        # compile (or load from the cache) outside the timings
+        self.loss.value_and_grad(self.y, self.p, out=self.out, backend=backend)
+        self.loss(self.y, self.p, backend=backend)
+
+    def time_value(self, *args):
+        self.loss(self.y, self.p, backend=self.backend)
+
+    def time_value_and_grad(self, *args):
+        self.loss.value_and_grad(self.y, self.p, out=self.out, backend=self.backend)
+
+    def _best(self, fn):
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    def track_value_gbs(self, *args):
+        return 2 * self.itemsize * self.n / self._best(lambda: self.time_value()) / 1e9
+
+    track_value_gbs.unit = "GB/s"
+
+    def track_value_and_grad_gbs(self, *args):
+        return 3 * self.itemsize * self.n / self._best(lambda: self.time_value_and_grad()) / 1e9
+
+    track_value_and_grad_gbs.unit = "GB/s"
+
+
+class Compile:
+    """First-call cost in a fresh process: import, compile or cache load, one result."""
+
+    params = (["mse", "binary_cross_entropy_with_logits"],)
+    param_names = ["loss"]
+    timeout = 120
+
+    def track_first_call_warm_cache_seconds(self, name):
+        from fastloss.bench import startup
+        return startup.measure(name)["first_call_warm"]
+
+    track_first_call_warm_cache_seconds.unit = "s"
+
+    def track_first_call_cold_cache_seconds(self, name):
+        from fastloss.bench import startup
+        return startup.measure(name)["first_call_cold"]
+
+    track_first_call_cold_cache_seconds.unit = "s"

@@ -1,0 +1,94 @@
+"""The memory bandwidth this machine delivers, measured by streaming kernels.
+
+One stream on one thread understates it (a core cannot keep enough loads in
+flight), so several streams and every thread count are tried and the best
+rate is kept: that is the bound a loss kernel can approach.
+"""
+import time
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+_BLOCK = 8192
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _read1(a):
+    nb = (a.shape[0] + _BLOCK - 1) // _BLOCK
+    parts = np.empty(nb)
+    for b in prange(nb):
+        s = np.float32(0.0)
+        for i in range(np.uint64(b * _BLOCK), np.uint64(min(a.shape[0], (b + 1) * _BLOCK))):
+            s += a[i]
+        parts[b] = s
+    return parts.sum()
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _read2(a, c):
+    nb = (a.shape[0] + _BLOCK - 1) // _BLOCK
+    parts = np.empty(nb)
+    for b in prange(nb):
+        s = np.float32(0.0)
+        for i in range(np.uint64(b * _BLOCK), np.uint64(min(a.shape[0], (b + 1) * _BLOCK))):
+            s += a[i] + c[i]
+        parts[b] = s
+    return parts.sum()
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _read3(a, c, d):
+    nb = (a.shape[0] + _BLOCK - 1) // _BLOCK
+    parts = np.empty(nb)
+    for b in prange(nb):
+        s = np.float32(0.0)
+        for i in range(np.uint64(b * _BLOCK), np.uint64(min(a.shape[0], (b + 1) * _BLOCK))):
+            s += a[i] + c[i] + d[i]
+        parts[b] = s
+    return parts.sum()
+
+
+@njit(parallel=True, cache=True)
+def _triad(a, c, out):
+    nb = (a.shape[0] + _BLOCK - 1) // _BLOCK
+    for b in prange(nb):
+        for i in range(np.uint64(b * _BLOCK), np.uint64(min(a.shape[0], (b + 1) * _BLOCK))):
+            out[i] = a[i] + np.float32(1.5) * c[i]
+
+
+def _best(fn, args, repeats):
+    fn(*args)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def measure(n=1 << 24, repeats=5):
+    """{"read": GB/s, "read_write": GB/s, "detail": [...]}: best over streams and threads.
+
+    ``n`` float32 per stream (64 MiB by default, beyond the last-level cache).
+    ``read_write`` is a triad kernel, two reads and one write, counted as 3 streams.
+    """
+    rng = np.random.default_rng(0)
+    a, c, d = (rng.random(n, dtype=np.float32) for _ in range(3))
+    out = np.empty_like(a)
+    previous = numba.get_num_threads()
+    detail = []
+    try:
+        for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(threads)
+            for label, fn, args, streams in (("read x1", _read1, (a,), 1),
+                                             ("read x2", _read2, (a, c), 2),
+                                             ("read x3", _read3, (a, c, d), 3),
+                                             ("2 read + 1 write", _triad, (a, c, out), 3)):
+                seconds = _best(fn, args, repeats)
+                detail.append((label, threads, streams * 4 * n / seconds / 1e9))
+    finally:
+        numba.set_num_threads(previous)
+    read = max(gbs for label, _, gbs in detail if label.startswith("read"))
+    read_write = max(gbs for label, _, gbs in detail if "write" in label)
+    return {"read": read, "read_write": read_write, "detail": detail}

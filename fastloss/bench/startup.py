@@ -1,0 +1,27 @@
+"""Start-up costs, each in a fresh Python process: import, and a first result."""
+import os
+import subprocess
+import sys
+import tempfile
+
+_IMPORT = ("import time; t = time.perf_counter(); import fastloss; "
+           "print(time.perf_counter() - t)")
+_FIRST = ("import time; t = time.perf_counter(); import numpy as np, fastloss; "
+          "fastloss.get({name!r}).value_and_grad(np.ones(1000), np.zeros(1000)); "
+          "print(time.perf_counter() - t)")
+
+
+def _seconds(code, cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def measure(name="mse"):
+    """Seconds for ``import fastloss`` and for a first value_and_grad, cold and warm cache."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        cold = _seconds(_FIRST.format(name=name), cache_dir)
+        warm = min(_seconds(_FIRST.format(name=name), cache_dir) for _ in range(2))
+        imports = min(_seconds(_IMPORT, cache_dir) for _ in range(3))
+    return {"import": imports, "first_call_cold": cold, "first_call_warm": warm}

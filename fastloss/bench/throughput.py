@@ -1,0 +1,134 @@
+"""Each loss's value and value_and_grad: fastloss beside NumPy, PyTorch and scikit-learn.
+
+The NumPy baseline is fastloss's reference backend (the vectorized textbook
+formulas).  PyTorch runs ``torch.nn.functional`` (value: the forward with
+reduction "mean"; value_and_grad: forward and backward).  scikit-learn runs its
+private ``sklearn._loss`` classes (``__call__`` and ``loss_gradient``) with as
+many threads as fastloss.  Times are the best of ``repeats`` runs.
+"""
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import fastloss as fl
+from fastloss import peers
+from fastloss.examples import inputs
+
+
+def best_time(fn, repeats):
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+@dataclass
+class Row:
+    loss: str
+    method: str            # "value" or "value_and_grad"
+    bytes_moved: int       # bytes a fused kernel must read (and write)
+    seconds: dict = field(default_factory=dict)   # implementation -> best seconds
+
+    def speedup(self, peer):
+        if peer not in self.seconds or "fastloss" not in self.seconds:
+            return None
+        return self.seconds[peer] / self.seconds["fastloss"]
+
+    def gbs(self):
+        return self.bytes_moved / self.seconds["fastloss"] / 1e9
+
+
+def _torch_runners(name, y, p, threads):
+    fn = peers.torch_loss(name)
+    if fn is None:
+        return None, None
+    import torch
+    torch.set_num_threads(threads)
+    x = torch.from_numpy(p)
+    t = torch.from_numpy(y)
+    xg = x.clone().requires_grad_(True)
+
+    def forward():
+        return fn(x, t, "mean").item()
+
+    def forward_backward():
+        xg.grad = None
+        loss = fn(xg, t, "mean")
+        loss.backward()
+        return loss.item()
+
+    return forward, forward_backward
+
+
+def _sklearn_runners(name, y, p, threads):
+    found = peers.sklearn_loss(name)
+    if found is None:
+        return None, None
+    sk, _ = found
+    # scikit-learn computes in float64 where raw predictions are float32;
+    # it takes y_true and raw_prediction of one dtype.
+    y_sk = y.astype(p.dtype)
+    grad_out = np.empty_like(p)
+    loss_out = np.empty_like(p)
+
+    def value():
+        return sk(y_sk, p, n_threads=threads)
+
+    def value_and_grad():
+        return sk.loss_gradient(y_sk, p, loss_out=loss_out, gradient_out=grad_out, n_threads=threads)
+
+    return value, value_and_grad
+
+
+def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=True,
+            progress=None):
+    """Rows of timings for each loss (both methods), side by side in one run."""
+    names = list(names or fl.available())
+    threads = fl.get_num_threads()
+    rows = []
+    rng = np.random.default_rng(0)
+    itemsize = np.dtype(dtype).itemsize
+    for name in names:
+        if progress:
+            progress(name)
+        y, p = inputs(name, n, rng, dtype)
+        loss = fl.get(name)
+        out = np.empty_like(p)
+        value = Row(name, "value", 2 * itemsize * n)
+        fused = Row(name, "value_and_grad", 3 * itemsize * n)
+        value.seconds["fastloss"] = best_time(lambda: loss(y, p), repeats)
+        fused.seconds["fastloss"] = best_time(lambda: loss.value_and_grad(y, p, out=out), repeats)
+        reps = max(1, repeats // 2)          # the peers are slower; fewer runs suffice
+        value.seconds["numpy"] = best_time(lambda: loss(y, p, backend="numpy"), reps)
+        fused.seconds["numpy"] = best_time(lambda: loss.value_and_grad(y, p, backend="numpy"), reps)
+        if peers_too:
+            for runners, label in ((_torch_runners(name, y, p, threads), "torch"),
+                                   (_sklearn_runners(name, y, p, threads), "sklearn")):
+                if runners[0] is not None:
+                    value.seconds[label] = best_time(runners[0], reps)
+                    fused.seconds[label] = best_time(runners[1], reps)
+        rows += [value, fused]
+    return rows
+
+
+def small_call_overhead(repeats=2000):
+    """Microseconds per call at n = 10: fastloss.mse against the NumPy expression."""
+    rng = np.random.default_rng(1)
+    y, p = rng.random(10), rng.random(10)
+    fl.mse(y, p)
+
+    def per_call(fn):
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            best = min(best, (time.perf_counter() - t) / repeats)
+        return best * 1e6
+
+    return {"fastloss": per_call(lambda: fl.mse(y, p)),
+            "numpy": per_call(lambda: np.mean((p - y) ** 2))}
