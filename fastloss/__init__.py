@@ -21,10 +21,13 @@ __all__ = ["Loss", "available", "available_backends", "get", "get_backend", "get
 
 
 def _loss_function(spec):
+    default = get(spec.name)
+
     def loss_function(y_true, y_pred, *, sample_weight=None, reduction="mean", backend=None,
                       **params):
-        return get(spec.name, **params)(y_true, y_pred, sample_weight=sample_weight,
-                                        reduction=reduction, backend=backend)
+        loss = get(spec.name, **params) if params else default
+        return loss(y_true, y_pred, sample_weight=sample_weight, reduction=reduction,
+                    backend=backend)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     positional = inspect.Parameter.POSITIONAL_OR_KEYWORD

@@ -7,6 +7,8 @@ BACKENDS = ("auto", "numpy", "cpu", "cuda")
 ENV_BACKEND = "FASTLOSS_BACKEND"
 
 _default_backend = None
+_UNSET = object()
+_env_backend = _UNSET          # FASTLOSS_BACKEND, read once, on first use
 _context_backend = contextvars.ContextVar("fastloss_backend", default=None)
 _num_threads = None
 
@@ -36,11 +38,18 @@ def use_backend(name):
 
 
 def get_backend():
-    """The backend a call with ``backend=None`` would ask for now."""
+    """The backend a call with ``backend=None`` would ask for now.
+
+    In order: ``use_backend``, then ``set_backend``, then the environment
+    variable FASTLOSS_BACKEND (read once, when first needed), then "auto".
+    """
+    global _env_backend
     name = _context_backend.get() or _default_backend
     if name is None:
-        env = os.environ.get(ENV_BACKEND)
-        name = check_backend(env, ENV_BACKEND) if env else "auto"
+        if _env_backend is _UNSET:
+            env = os.environ.get(ENV_BACKEND)
+            _env_backend = check_backend(env, ENV_BACKEND) if env else "auto"
+        name = _env_backend
     return name
 
 

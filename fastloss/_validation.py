@@ -5,7 +5,7 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 class Prepared:
-    """Inputs flattened to 1-D, C-contiguous, native, read-only arrays."""
+    """Inputs as flat, C-contiguous arrays of native float32 or float64."""
 
     __slots__ = ("y", "p", "w", "shape", "size", "out_dtype", "kernel_dtype")
 
@@ -33,16 +33,12 @@ def _as_array(x, name):
 
 
 def _kernel_view(a, dtype):
-    """A flat, C-contiguous, native-order, read-only view (copying only if needed)."""
+    """A flat, C-contiguous, native-order array of ``dtype`` (copying only if needed)."""
     if a.dtype != dtype:
         a = a.astype(dtype)
     elif not a.flags.c_contiguous:
         a = np.ascontiguousarray(a)
-    v = a.reshape(-1)
-    if v.flags.writeable:
-        v = v.view()
-        v.flags.writeable = False
-    return v
+    return _flat(a)
 
 
 def _float_kind(dtype):
@@ -59,20 +55,40 @@ def result_dtype(p_dtype):
     return np.dtype(np.float64)
 
 
+_NATIVE_FLOATS = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+def _flat(a):
+    """A 1-D view of a C-contiguous array."""
+    return a if a.ndim == 1 else a.reshape(-1)
+
+
 def prepare(y_true, y_pred, sample_weight):
-    p = _as_array(y_pred, "y_pred")
-    y = _as_array(y_true, "y_true")
-    if y.shape != p.shape:
-        raise ValueError(f"y_true and y_pred must have the same shape, got {y.shape} and {p.shape}")
     out = Prepared()
-    out.shape = p.shape
-    out.size = p.size
-    out.out_dtype = result_dtype(p.dtype)
-    out.kernel_dtype = _float_kind(p.dtype)
-    out.p = _kernel_view(p, out.kernel_dtype)
-    y_dtype = _float_kind(y.dtype) if y.dtype.kind == "f" else out.kernel_dtype
-    out.y = _kernel_view(y, y_dtype)
-    out.w = None if sample_weight is None else _prepare_weight(sample_weight, p.shape, out.kernel_dtype)
+    if (type(y_pred) is np.ndarray and type(y_true) is np.ndarray
+            and y_pred.dtype in _NATIVE_FLOATS and y_true.dtype in _NATIVE_FLOATS
+            and y_pred.flags.c_contiguous and y_true.flags.c_contiguous
+            and y_pred.shape == y_true.shape):
+        # the common case, kept cheap for small inputs: nothing to convert
+        out.shape = y_pred.shape
+        out.size = y_pred.size
+        out.out_dtype = out.kernel_dtype = y_pred.dtype
+        out.p = _flat(y_pred)
+        out.y = _flat(y_true)
+    else:
+        p = _as_array(y_pred, "y_pred")
+        y = _as_array(y_true, "y_true")
+        if y.shape != p.shape:
+            raise ValueError(f"y_true and y_pred must have the same shape, got {y.shape} and {p.shape}")
+        out.shape = p.shape
+        out.size = p.size
+        out.out_dtype = result_dtype(p.dtype)
+        out.kernel_dtype = _float_kind(p.dtype)
+        out.p = _kernel_view(p, out.kernel_dtype)
+        y_dtype = _float_kind(y.dtype) if y.dtype.kind == "f" else out.kernel_dtype
+        out.y = _kernel_view(y, y_dtype)
+    out.w = (None if sample_weight is None
+             else _prepare_weight(sample_weight, out.shape, out.kernel_dtype))
     return out
 
 

@@ -12,10 +12,9 @@ from .specs import DOMAINS, REGISTRY
 def _resolve_backend(backend, *arrays):
     name = _config.get_backend() if backend is None else _config.check_backend(backend)
     if name == "auto":
-        if any(hasattr(a, "__cuda_array_interface__") for a in arrays):
-            name = "cuda"
-        else:
-            name = "cpu"
+        on_device = any(type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__")
+                        for a in arrays)
+        name = "cuda" if on_device else "cpu"
     return backends.load(name)
 
 
@@ -79,15 +78,20 @@ class Loss:
 
     def __call__(self, y_true, y_pred, *, sample_weight=None, reduction="mean", backend=None):
         """The loss: a float for "mean" and "sum", an array of y_pred's shape for "none"."""
-        v.check_reduction(reduction)
-        be, x = self._prepare(y_true, y_pred, sample_weight, backend)
-        denom = self._denominator(be, x, reduction)
+        if reduction not in v.REDUCTIONS:
+            v.check_reduction(reduction)
+        be = _resolve_backend(backend, y_true, y_pred)
+        x = v.prepare(y_true, y_pred, sample_weight)
+        denom = float(x.size) if x.w is None else self._denominator(be, x, reduction)
         if reduction == "none":
             buf = np.empty(x.size, x.kernel_dtype)
             self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, buf), x)
             return v.finish_out(buf, None, x.shape, x.out_dtype)
         total, bad = be.reduce_value(self.name, x.y, x.p, x.w, self._theta)
-        self._check_domain(bad, x)
+        if bad:
+            self._check_domain(bad, x)
+        if reduction == "mean" and denom:
+            return float(total) / denom
         return self._reduce(total, denom, x, reduction)
 
     value = __call__

@@ -58,23 +58,28 @@ def test_backend_selection_order(monkeypatch):
     y, p = [0.0, 1.0], [1.0, 1.0]
     fl.mse(y, p)
     assert calls[-1] == "cpu"                       # auto -> cpu for host arrays
-    monkeypatch.setenv("FASTLOSS_BACKEND", "numpy")
+    fl.set_backend("numpy")
     fl.mse(y, p)
     assert calls[-1] == "numpy"
-    fl.set_backend("cpu")
-    fl.mse(y, p)
-    assert calls[-1] == "cpu"                       # set_backend beats the environment
-    with fl.use_backend("numpy"):
+    with fl.use_backend("cpu"):
         fl.mse(y, p)
-        assert calls[-1] == "numpy"                 # the context beats set_backend
-        fl.mse(y, p, backend="cpu")
-        assert calls[-1] == "cpu"                   # an explicit argument beats all
+        assert calls[-1] == "cpu"                   # the context beats set_backend
+        fl.mse(y, p, backend="numpy")
+        assert calls[-1] == "numpy"                 # an explicit argument beats all
+    fl.mse(y, p)
+    assert calls[-1] == "numpy"
+    fl.set_backend(None)
     fl.mse(y, p)
     assert calls[-1] == "cpu"
-    fl.set_backend(None)
-    monkeypatch.setenv("FASTLOSS_BACKEND", "bogus")
-    with pytest.raises(ValueError, match="FASTLOSS_BACKEND"):
-        fl.mse(y, p)
+
+
+def test_environment_variable_sets_the_default():
+    code = "import fastloss as fl; print(fl.get_backend()); fl.set_backend('cpu'); print(fl.get_backend())"
+    assert _run_python(code, {"FASTLOSS_BACKEND": "numpy"}).split() == ["numpy", "cpu"]
+    bad = subprocess.run([sys.executable, "-c", "import fastloss as fl; fl.mse([1.0], [2.0])"],
+                         capture_output=True, text=True,
+                         env=dict(os.environ, FASTLOSS_BACKEND="bogus"))
+    assert bad.returncode != 0 and "FASTLOSS_BACKEND" in bad.stderr
 
 
 def test_use_backend_is_local_to_a_thread():

@@ -230,7 +230,8 @@ def _run(name, kind, size, *args):
     # The variant depends on the size alone, never on the thread count, so a
     # given input always runs the same compiled code: the same bits.
     if size < PARALLEL_MIN_SIZE:
-        return kernels(name, False)[kind](*args)
+        ks = _kernels.get((name, False)) or kernels(name, False)
+        return ks[kind](*args)
     threads = _config.get_num_threads()
     fn = kernels(name, True)[kind]
     if numba.get_num_threads() != threads:
