@@ -170,6 +170,9 @@ def get(name, **params):
     """The loss ``name`` with the given parameters, as a ``Loss`` object."""
     if not isinstance(name, str):
         raise TypeError(f"loss name must be a string, got {name!r}")
+    from .multiclass import LOSSES as ROW_LOSSES
+    if name in ROW_LOSSES:
+        return ROW_LOSSES[name](**params)
     if name not in REGISTRY:
         raise ValueError(f"unknown loss {name!r}; available: {', '.join(available())}")
     try:
@@ -183,4 +186,5 @@ def get(name, **params):
 
 def available():
     """The names of all registered losses."""
-    return sorted(REGISTRY)
+    from .multiclass import LOSSES as ROW_LOSSES
+    return sorted([*REGISTRY, *ROW_LOSSES])

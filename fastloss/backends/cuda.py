@@ -4,9 +4,9 @@ Not implemented yet: every operation raises a clear error.
 """
 
 
-def _unavailable(*args, **kwargs):
+def unavailable(*args, **kwargs):
     raise RuntimeError("the 'cuda' backend is not implemented yet in this version of fastloss; "
                        "use backend='cpu' or backend='numpy'")
 
 
-reduce_value = value_none = grad = value_and_grad = grad_hess = weight_stats = _unavailable
+reduce_value = value_none = grad = value_and_grad = grad_hess = weight_stats = unavailable

@@ -292,3 +292,55 @@ def grad_hess(name, y, p, w, theta, gout, hout):
 def weight_stats(w):
     w = np.asarray(w, dtype=np.float64)
     return float(np.sum(w)), int(np.count_nonzero(w < 0))
+
+
+# -- softmax cross-entropy over rows (independent of fastloss.kernels.softmax) --
+
+def _log_softmax(z):
+    m = np.max(z, axis=1, keepdims=True)
+    shifted = z - m
+    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+
+
+def _ce_target_weights(labels, targets, class_weight, ignore_index, eps, C):
+    """(N, C) weight of each class in each row's target, PyTorch's definition."""
+    w = np.ones(C) if class_weight is None else np.asarray(class_weight, dtype=np.float64)
+    if labels is None:
+        q = (1 - eps) * np.asarray(targets, dtype=np.float64) + eps / C
+        return q * w
+    N = labels.shape[0]
+    keep = labels != ignore_index
+    onehot = np.zeros((N, C))
+    onehot[np.flatnonzero(keep), labels[keep]] = 1.0
+    return ((1 - eps) * onehot + eps / C * keep[:, None]) * w
+
+
+def cross_entropy_rows(x, labels, targets, class_weight, sample_weight, ignore_index, eps, z,
+                       softcap):
+    """Per-row losses (N,) and the gradient of their sum (N, C), in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    N, C = x.shape
+    with np.errstate(over="ignore", under="ignore"):
+        zc = x if softcap is None else softcap * np.tanh(x / softcap)
+        logp = _log_softmax(zc)
+        lse = (zc - logp)[:, 0] if C else np.zeros(N)
+    b = _ce_target_weights(labels, targets, class_weight, ignore_index, eps, C)
+    keep = np.ones(N, bool) if labels is None else labels != ignore_index
+    r = np.ones(N) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    r = r * keep
+    rows = r * (-(b * logp).sum(axis=1) + z * lse ** 2)
+    p = np.exp(logp)
+    grad = r[:, None] * (b.sum(axis=1, keepdims=True) * p - b + 2 * z * lse[:, None] * p)
+    if softcap is not None:
+        grad = grad * (1 - np.tanh(x / softcap) ** 2)
+    return rows, grad
+
+
+def cross_entropy_diag_hess(x, labels, targets, class_weight, sample_weight, ignore_index, eps):
+    """Diagonal of the Hessian of the summed loss: a_i p_ij (1 - p_ij)."""
+    x = np.asarray(x, dtype=np.float64)
+    N, C = x.shape
+    p = np.exp(_log_softmax(x))
+    b = _ce_target_weights(labels, targets, class_weight, ignore_index, eps, C)
+    r = np.ones(N) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    return (r * b.sum(axis=1))[:, None] * p * (1 - p)

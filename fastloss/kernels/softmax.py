@@ -1,0 +1,145 @@
+"""Fused softmax cross-entropy over rows of logits (Numba).
+
+One kernel computes, for every row i of the (N, C) logits x, the row's loss
+
+    l_i = r_i [ (1 - eps) w_t (lse_i - x_it) + eps / C * sum_j w_j (lse_i - x_ij) + z lse_i^2 ]
+
+(integer labels t; with class-probability targets q the bracket is
+sum_j w_j q'_ij (lse_i - x_ij), q' = (1 - eps) q + eps / C), where
+lse_i = log sum_j exp(x_ij), w are class weights and r_i sample weights, and,
+when asked, writes the gradient with respect to x into ``out`` in the same
+pass over the row:  d l_i / d x_ij = r_i [a_i p_ij - b_ij + 2 z lse_i p_ij],
+with p = softmax(x_i), a_i the total target weight of the row and b_ij the
+weight of class j in the target.  Logits optionally go through
+softcap * tanh(x / softcap) first (and the gradient through its derivative).
+
+The row is read in chunks: each chunk's maximum rescales the running sum of
+exponentials once (the streaming log-sum-exp), so nothing of size (N, C) is
+allocated, and a second read of the row, from cache, writes the gradient.
+Rows are independent and run in parallel; per-row results are summed in row
+order by the caller, so results do not depend on the thread count.
+"""
+import numpy as np
+from numba import njit, prange
+
+from . import fmath
+
+CHUNK = 256
+_OPTIONS = dict(error_model="numpy", nogil=True)
+
+
+@njit(fastmath={"reassoc"}, error_model="numpy")
+def _add(s, v):
+    return s + v
+
+
+@njit(inline="always", error_model="numpy")
+def _capped(x, cap):
+    """softcap * tanh(x / softcap), or x when cap is None."""
+    if cap is None:
+        return x
+    m = fmath.fexpm1(-2.0 * abs(x / cap))
+    t = -m / (2.0 + m)
+    return cap * (t if x >= 0.0 else -t)
+
+
+@njit(inline="always", error_model="numpy")
+def _cap_slope(x, cap):
+    """d/dx of softcap * tanh(x / softcap), or 1."""
+    if cap is None:
+        return 1.0
+    e = fmath.fexp(-2.0 * abs(x / cap))
+    return 4.0 * e / ((1.0 + e) * (1.0 + e))
+
+
+@njit(**_OPTIONS)
+def _row_lse(x, i, cap):
+    """log sum_j exp(x_ij) by chunks: one rescale of the running sum per chunk."""
+    C = x.shape[1]
+    m = -np.inf
+    s = 0.0
+    for lo in range(0, C, CHUNK):
+        hi = min(C, lo + CHUNK)
+        cm = -np.inf
+        for j in range(np.uint64(lo), np.uint64(hi)):
+            v = _capped(np.float64(x[i, j]), cap)
+            cm = v if v > cm else cm
+        if cm > m:
+            s = s * fmath.fexp(m - cm) if m > -np.inf else 0.0
+            m = cm
+        part = 0.0
+        for j in range(np.uint64(lo), np.uint64(hi)):
+            part = _add(part, fmath.fexp(_capped(np.float64(x[i, j]), cap) - m))
+        s += part
+    return m + fmath.flog(s)
+
+
+@njit(inline="always", error_model="numpy")
+def _weight(w, j):
+    """w[j] as float64, or 1 when there are no weights."""
+    if w is None:
+        return 1.0
+    return np.float64(w[j])
+
+
+@njit(parallel=True, **_OPTIONS)
+def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, eps, z, cap, scale,
+                         out, row_loss):
+    """Integer labels: per-row losses into ``row_loss``, gradient times ``scale`` into ``out``."""
+    N, C = x.shape
+    for i in prange(N):
+        t = labels[i]
+        if t == ignore_index:
+            row_loss[i] = 0.0
+            if out is not None:
+                for j in range(np.uint64(0), np.uint64(C)):
+                    out[i, j] = 0.0
+            continue
+        lse = _row_lse(x, i, cap)
+        r = _weight(sample_weight, i)
+        wt = _weight(class_weight, t)
+        slope_t = _cap_slope(np.float64(x[i, t]), cap)    # read before out (maybe x) is written
+        a = (1.0 - eps) * wt                              # the target's total weight
+        bx = a * _capped(np.float64(x[i, t]), cap)        # sum_j b_j x_j
+        if eps != 0.0:
+            sw = 0.0
+            swx = 0.0
+            for j in range(np.uint64(0), np.uint64(C)):
+                wj = _weight(class_weight, j)
+                sw = _add(sw, wj)
+                swx = _add(swx, wj * _capped(np.float64(x[i, j]), cap))
+            a += eps / C * sw
+            bx += eps / C * swx
+        row_loss[i] = r * (a * lse - bx + z * lse * lse)
+        if out is not None:
+            k = scale * r * (a + 2.0 * z * lse)
+            smooth = scale * r * eps / C
+            for j in range(np.uint64(0), np.uint64(C)):
+                xj = np.float64(x[i, j])
+                pj = fmath.fexp(_capped(xj, cap) - lse)
+                out[i, j] = (k * pj - smooth * _weight(class_weight, j)) * _cap_slope(xj, cap)
+            out[i, t] -= scale * r * (1.0 - eps) * wt * slope_t
+
+
+@njit(parallel=True, **_OPTIONS)
+def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, scale, out,
+                          row_loss):
+    """Class-probability targets: per-row losses, and the gradient times ``scale``."""
+    N, C = x.shape
+    for i in prange(N):
+        lse = _row_lse(x, i, cap)
+        r = _weight(sample_weight, i)
+        a = 0.0
+        bx = 0.0
+        for j in range(np.uint64(0), np.uint64(C)):
+            b = _weight(class_weight, j) * ((1.0 - eps) * np.float64(targets[i, j]) + eps / C)
+            a = _add(a, b)
+            bx = _add(bx, b * _capped(np.float64(x[i, j]), cap))
+        row_loss[i] = r * (a * lse - bx + z * lse * lse)
+        if out is not None:
+            k = scale * r * (a + 2.0 * z * lse)
+            for j in range(np.uint64(0), np.uint64(C)):
+                xj = np.float64(x[i, j])
+                pj = fmath.fexp(_capped(xj, cap) - lse)
+                b = _weight(class_weight, j) * ((1.0 - eps) * np.float64(targets[i, j]) + eps / C)
+                out[i, j] = (k * pj - scale * r * b) * _cap_slope(xj, cap)

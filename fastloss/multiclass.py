@@ -1,0 +1,226 @@
+"""Losses over rows of class scores: softmax cross-entropy.
+
+``cross_entropy(y_true, logits)`` follows ``torch.nn.functional.cross_entropy``:
+y_true is either integer labels (N,) or class probabilities (N, C); class
+weights, ``ignore_index``, label smoothing and the mean's denominator (the
+sum of the target classes' weights for labels, N for probabilities) are as
+PyTorch defines them.  ``z_loss`` adds z_loss * logsumexp(row)^2 per row (the
+PaLM auxiliary loss) and ``softcap`` replaces logits by
+softcap * tanh(logits / softcap) first (as Gemma 2).  Gradients are with
+respect to the logits.  The CPU kernel is ``fastloss.kernels.softmax``; the
+reference is written with NumPy below.
+"""
+import warnings
+
+import numpy as np
+
+from . import _config
+from . import _validation as v
+
+CE_DOC = __doc__
+
+
+def _check_params(class_weight, ignore_index, label_smoothing, z_loss, softcap):
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"cross_entropy: ignore_index must be an int, got {ignore_index!r}")
+    for name, value, ok, requirement in (
+            ("label_smoothing", label_smoothing, lambda x: 0.0 <= x <= 1.0, "in [0, 1]"),
+            ("z_loss", z_loss, lambda x: x >= 0.0, ">= 0"),
+            ("softcap", softcap, lambda x: x > 0.0, "None or > 0")):
+        if value is None and name == "softcap":
+            continue
+        if isinstance(value, (bool, str, complex)) or not np.isscalar(value):
+            raise TypeError(f"cross_entropy: {name} must be a real number, got {value!r}")
+        if not (np.isfinite(value) and ok(float(value))):
+            raise ValueError(f"cross_entropy: {name} must be {requirement}, got {value!r}")
+    if class_weight is not None:
+        w = np.asarray(class_weight)
+        if w.dtype.kind not in "biuf" or w.ndim != 1:
+            raise TypeError("cross_entropy: class_weight must be a 1-D array of real numbers")
+        if np.any(w < 0):
+            raise ValueError("cross_entropy: class_weight must be >= 0")
+        return np.ascontiguousarray(w, dtype=np.float64)
+    return None
+
+
+class CrossEntropy:
+    """Softmax cross-entropy with fixed options; see ``fastloss.cross_entropy``."""
+
+    name = "cross_entropy"
+
+    def __init__(self, class_weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0,
+                 softcap=None):
+        self.class_weight = _check_params(class_weight, ignore_index, label_smoothing, z_loss,
+                                          softcap)
+        self.params = {"class_weight": class_weight, "ignore_index": int(ignore_index),
+                       "label_smoothing": float(label_smoothing), "z_loss": float(z_loss),
+                       "softcap": None if softcap is None else float(softcap)}
+        self.__doc__ = CE_DOC
+
+    def __repr__(self):
+        shown = ", ".join(f"{k}={val!r}" for k, val in self.params.items()
+                          if k != "class_weight" or val is not None)
+        return f"fastloss.get('cross_entropy', {shown})"
+
+    # -- input handling -------------------------------------------------------
+
+    def _prepare(self, y_true, logits, sample_weight, backend):
+        name = _config.get_backend() if backend is None else _config.check_backend(backend)
+        if name == "cuda":
+            from .backends import cuda
+            cuda.unavailable()
+        x = v._as_array(logits, "logits")
+        if x.ndim != 2:
+            raise ValueError(f"logits must have shape (N, C), got {x.shape}")
+        N, C = x.shape
+        if C < 1:
+            raise ValueError("logits must have at least one class (C >= 1)")
+        kernel_dtype = v._float_kind(x.dtype)
+        x = np.ascontiguousarray(x, dtype=kernel_dtype)
+        y = v._as_array(y_true, "y_true")
+        labels = targets = None
+        if y.dtype.kind in "iub" and y.shape == (N,):
+            labels = np.ascontiguousarray(y, dtype=np.int64)
+            ignore = self.params["ignore_index"]
+            bad = np.flatnonzero(((labels < 0) | (labels >= C)) & (labels != ignore))
+            if bad.size:
+                i = int(bad[0])
+                raise ValueError(f"cross_entropy: y_true holds class labels, which must be in "
+                                 f"[0, {C}) or ignore_index={ignore}; row {i} has {labels[i]}")
+        elif y.dtype.kind == "f" and y.shape == (N, C):
+            targets = np.ascontiguousarray(y, dtype=v._float_kind(y.dtype))
+        else:
+            raise ValueError(f"y_true must be integer class labels of shape ({N},) or class "
+                             f"probabilities of shape ({N}, {C}); got {y.dtype} {y.shape}")
+        if self.class_weight is not None and self.class_weight.shape != (C,):
+            raise ValueError(f"class_weight must have shape ({C},), got {self.class_weight.shape}")
+        w = None
+        if sample_weight is not None:
+            w = v._as_array(sample_weight, "sample_weight")
+            if w.shape != (N,):
+                raise ValueError(f"sample_weight must have shape ({N},), got {w.shape}")
+            if np.any(w < 0):
+                raise ValueError("sample_weight must be >= 0")
+            w = np.ascontiguousarray(w, dtype=np.float64)
+        return name, x, labels, targets, w, v.result_dtype(np.asarray(logits).dtype)
+
+    def _denominator(self, labels, targets, w, N):
+        """Mean's denominator: sum of target-class weights (labels) or of sample weights."""
+        r = np.ones(N) if w is None else w
+        if labels is None:
+            return float(np.sum(r))
+        keep = labels != self.params["ignore_index"]
+        wt = 1.0 if self.class_weight is None else self.class_weight[labels[keep]]
+        return float(np.sum(r[keep] * wt))
+
+    def _run(self, backend, x, labels, targets, w, scale, out):
+        N = x.shape[0]
+        p = self.params
+        if backend == "numpy":
+            from .backends.reference import cross_entropy_rows
+            rows, grad = cross_entropy_rows(x, labels, targets, self.class_weight, w,
+                                            p["ignore_index"], p["label_smoothing"], p["z_loss"],
+                                            p["softcap"])
+            if out is not None:
+                out[...] = grad * scale
+            return rows
+        from .kernels import softmax
+        rows = np.empty(N)
+        if labels is not None:
+            softmax.cross_entropy_labels(x, labels, self.class_weight, w, p["ignore_index"],
+                                         p["label_smoothing"], p["z_loss"], p["softcap"],
+                                         float(scale), out, rows)
+        else:
+            softmax.cross_entropy_targets(x, targets, self.class_weight, w, p["label_smoothing"],
+                                          p["z_loss"], p["softcap"], float(scale), out, rows)
+        return rows
+
+    @staticmethod
+    def _reduce(rows, denom, reduction):
+        if reduction == "none":
+            return rows
+        total = float(np.sum(rows))
+        if reduction == "sum":
+            return total
+        if denom == 0:
+            warnings.warn("cross_entropy: the mean is over no weight (empty input, all targets "
+                          "ignored, or zero weights)", RuntimeWarning, stacklevel=3)
+            return float("nan")
+        return total / denom
+
+    # -- public methods ------------------------------------------------------
+
+    def __call__(self, y_true, logits, *, sample_weight=None, reduction="mean", backend=None):
+        """The loss: a float for "mean" and "sum", per-row losses (N,) for "none"."""
+        v.check_reduction(reduction)
+        backend, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight,
+                                                              backend)
+        denom = self._denominator(labels, targets, w, x.shape[0])
+        rows = self._run(backend, x, labels, targets, w, 1.0, None)
+        result = self._reduce(rows, denom, reduction)
+        return result.astype(dtype) if reduction == "none" else result
+
+    value = __call__
+
+    def value_and_grad(self, y_true, logits, *, sample_weight=None, reduction="mean", out=None,
+                       backend=None):
+        """(value, d value / d logits) in one pass; ``out`` may be the logits array itself."""
+        v.check_reduction(reduction)
+        backend, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight,
+                                                              backend)
+        out = v.check_out(out, x.shape, dtype)
+        denom = self._denominator(labels, targets, w, x.shape[0])
+        scale = 1.0
+        if reduction == "mean":
+            scale = 1.0 / denom if denom else float("nan")
+        buf = out if (out is not None and out.dtype == x.dtype and out.flags.c_contiguous) \
+            else np.empty(x.shape, x.dtype)
+        if out is not None and out is logits and buf is out:
+            x = out                           # in place: read each row, then overwrite it
+        rows = self._run(backend, x, labels, targets, w, scale, buf)
+        value = self._reduce(rows, denom, reduction)
+        if reduction == "none":
+            value = value.astype(dtype)
+        if out is None:
+            return value, buf if buf.dtype == dtype else buf.astype(dtype)
+        if buf is not out:
+            out[...] = buf
+        return value, out
+
+    def grad(self, y_true, logits, *, sample_weight=None, reduction="mean", out=None,
+             backend=None):
+        """d(reduced loss)/d logits; for "none", the gradient of each row's own loss."""
+        return self.value_and_grad(y_true, logits, sample_weight=sample_weight,
+                                   reduction=reduction, out=out, backend=backend)[1]
+
+    def grad_hess(self, y_true, logits, *, sample_weight=None, out=None, backend=None):
+        """Gradient ("sum" convention) and the diagonal Hessian a_i p(1 - p) per class.
+
+        The convention of multiclass gradient boosting (scikit-learn's); the
+        z_loss and softcap terms have no diagonal form here and are rejected.
+        """
+        if self.params["z_loss"] or self.params["softcap"] is not None:
+            raise ValueError("cross_entropy.grad_hess does not support z_loss or softcap")
+        gout, hout = (None, None) if out is None else out
+        value, g = self.value_and_grad(y_true, logits, sample_weight=sample_weight,
+                                       reduction="sum", out=gout, backend=backend)
+        backend, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight,
+                                                              backend)
+        from .backends.reference import cross_entropy_diag_hess
+        h = cross_entropy_diag_hess(x, labels, targets, self.class_weight, w,
+                                    self.params["ignore_index"], self.params["label_smoothing"])
+        h = h.astype(dtype)
+        if hout is not None:
+            v.check_out(hout, x.shape, dtype, "out[1]")[...] = h
+            h = hout
+        return g, h
+
+
+def cross_entropy(y_true, logits, *, class_weight=None, ignore_index=-100, label_smoothing=0.0,
+                  z_loss=0.0, softcap=None, sample_weight=None, reduction="mean", backend=None):
+    return CrossEntropy(class_weight, ignore_index, label_smoothing, z_loss, softcap)(
+        y_true, logits, sample_weight=sample_weight, reduction=reduction, backend=backend)
+
+
+cross_entropy.__doc__ = CE_DOC
+LOSSES = {"cross_entropy": CrossEntropy}
