@@ -65,7 +65,7 @@ def bench(args):
         if not args.json:
             print(f"  measuring {name}...", file=sys.stderr, flush=True)
 
-    bw = bandwidth.measure(n=1 << 24, repeats=repeats)
+    bw = bandwidth.measure(repeats=repeats)
     rows = throughput.measure(names, n=n, dtype=dtype, repeats=repeats,
                               peers_too=not args.no_peers, progress=progress)
     small = throughput.small_call_overhead(repeats=500 if args.quick else 2000)

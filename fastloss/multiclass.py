@@ -124,7 +124,9 @@ class CrossEntropy:
             if out is not None:
                 out[...] = grad * scale
             return rows
+        from .backends.cpu import apply_num_threads
         from .kernels import softmax
+        apply_num_threads()
         rows = np.empty(N)
         if labels is not None:
             softmax.cross_entropy_labels(x, labels, self.class_weight, w, p["ignore_index"],

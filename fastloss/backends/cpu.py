@@ -225,6 +225,13 @@ _parallel_lock = threading.Lock()
 _layer_is_threadsafe = None
 
 
+def apply_num_threads():
+    """Give Numba (in this thread) the thread count set with fastloss.set_num_threads."""
+    threads = _config.get_num_threads()
+    if numba.get_num_threads() != threads:
+        numba.set_num_threads(threads)
+
+
 def _run(name, kind, size, *args):
     global _layer_is_threadsafe
     # The variant depends on the size alone, never on the thread count, so a
@@ -232,10 +239,8 @@ def _run(name, kind, size, *args):
     if size < PARALLEL_MIN_SIZE:
         ks = _kernels.get((name, False)) or kernels(name, False)
         return ks[kind](*args)
-    threads = _config.get_num_threads()
     fn = kernels(name, True)[kind]
-    if numba.get_num_threads() != threads:
-        numba.set_num_threads(threads)
+    apply_num_threads()
     if _layer_is_threadsafe:
         return fn(*args)
     with _parallel_lock:

@@ -33,6 +33,11 @@ def _add(s, v):
     return s + v
 
 
+@njit(error_model="numpy")
+def _gt(a, b):
+    return a if a > b else b
+
+
 @njit(inline="always", error_model="numpy")
 def _capped(x, cap):
     """softcap * tanh(x / softcap), or x when cap is None."""
@@ -53,6 +58,29 @@ def _cap_slope(x, cap):
 
 
 @njit(**_OPTIONS)
+def _chunk_max(x, i, lo, hi, cap):
+    """max of the (capped) logits x[i, lo:hi].
+
+    Eight independent running maxima: LLVM does not vectorize a max reduction
+    here, and one chain would wait on the latency of every comparison.
+    """
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = -np.inf
+    end8 = lo + (hi - lo) // 8 * 8
+    for j in range(lo, end8, 8):
+        m0 = _gt(_capped(np.float64(x[i, j]), cap), m0)
+        m1 = _gt(_capped(np.float64(x[i, j + 1]), cap), m1)
+        m2 = _gt(_capped(np.float64(x[i, j + 2]), cap), m2)
+        m3 = _gt(_capped(np.float64(x[i, j + 3]), cap), m3)
+        m4 = _gt(_capped(np.float64(x[i, j + 4]), cap), m4)
+        m5 = _gt(_capped(np.float64(x[i, j + 5]), cap), m5)
+        m6 = _gt(_capped(np.float64(x[i, j + 6]), cap), m6)
+        m7 = _gt(_capped(np.float64(x[i, j + 7]), cap), m7)
+    for j in range(end8, hi):
+        m0 = _gt(_capped(np.float64(x[i, j]), cap), m0)
+    return _gt(_gt(_gt(m0, m1), _gt(m2, m3)), _gt(_gt(m4, m5), _gt(m6, m7)))
+
+
+@njit(**_OPTIONS)
 def _row_lse(x, i, cap):
     """log sum_j exp(x_ij) by chunks: one rescale of the running sum per chunk."""
     C = x.shape[1]
@@ -60,16 +88,14 @@ def _row_lse(x, i, cap):
     s = 0.0
     for lo in range(0, C, CHUNK):
         hi = min(C, lo + CHUNK)
-        cm = -np.inf
-        for j in range(np.uint64(lo), np.uint64(hi)):
-            v = _capped(np.float64(x[i, j]), cap)
-            cm = v if v > cm else cm
+        cm = _chunk_max(x, i, lo, hi, cap)
         if cm > m:
             s = s * fmath.fexp(m - cm) if m > -np.inf else 0.0
             m = cm
         part = 0.0
         for j in range(np.uint64(lo), np.uint64(hi)):
-            part = _add(part, fmath.fexp(_capped(np.float64(x[i, j]), cap) - m))
+            part = _add(part, fmath.exp_in_precision_of(_capped(np.float64(x[i, j]), cap) - m,
+                                                        x[i, j]))
         s += part
     return m + fmath.flog(s)
 
@@ -116,7 +142,7 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
             smooth = scale * r * eps / C
             for j in range(np.uint64(0), np.uint64(C)):
                 xj = np.float64(x[i, j])
-                pj = fmath.fexp(_capped(xj, cap) - lse)
+                pj = fmath.exp_in_precision_of(_capped(xj, cap) - lse, x[i, j])
                 out[i, j] = (k * pj - smooth * _weight(class_weight, j)) * _cap_slope(xj, cap)
             out[i, t] -= scale * r * (1.0 - eps) * wt * slope_t
 
@@ -140,6 +166,6 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
             k = scale * r * (a + 2.0 * z * lse)
             for j in range(np.uint64(0), np.uint64(C)):
                 xj = np.float64(x[i, j])
-                pj = fmath.fexp(_capped(xj, cap) - lse)
+                pj = fmath.exp_in_precision_of(_capped(xj, cap) - lse, x[i, j])
                 b = _weight(class_weight, j) * ((1.0 - eps) * np.float64(targets[i, j]) + eps / C)
                 out[i, j] = (k * pj - scale * r * b) * _cap_slope(xj, cap)

@@ -1,0 +1,176 @@
+"""cross_entropy: against PyTorch, the NumPy reference and finite differences."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+OPTIONS = [dict(class_weight=cw, label_smoothing=ls)
+           for cw, ls in itertools.product([None, "random"], [0.0, 0.15])]
+
+
+def _problem(rng, N=50, C=13, dtype=np.float64, scale=4.0):
+    x = (rng.normal(size=(N, C)) * scale).astype(dtype)
+    labels = rng.integers(0, C, N)
+    labels[[1, N // 2]] = -100
+    probs = rng.dirichlet(np.ones(C), N).astype(dtype)
+    return x, labels, probs
+
+
+def _options(opts, rng, C):
+    opts = dict(opts)
+    if opts["class_weight"] == "random":
+        opts["class_weight"] = rng.uniform(0.2, 3.0, C)
+    return opts
+
+
+def _torch(x, target, reduction, class_weight=None, label_smoothing=0.0, dtype=torch.float64):
+    xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+    tt = torch.tensor(target) if target.dtype.kind == "i" else torch.tensor(target, dtype=dtype)
+    w = None if class_weight is None else torch.tensor(class_weight, dtype=dtype)
+    loss = F.cross_entropy(xt, tt, weight=w, label_smoothing=label_smoothing, reduction=reduction)
+    loss.sum().backward()
+    return loss.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("opts", OPTIONS, ids=lambda o: f"w={o['class_weight']}-ls={o['label_smoothing']}")
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("targets", ["labels", "probabilities"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_matches_pytorch(opts, reduction, targets, dtype, backend, rng):
+    x, labels, probs = _problem(rng, dtype=dtype)
+    opts = _options(opts, rng, x.shape[1])
+    y = labels if targets == "labels" else probs
+    loss = fl.get("cross_entropy", **opts)
+    value, grad = loss.value_and_grad(y, x, reduction=reduction, backend=backend)
+    expected, expected_grad = _torch(x.astype(np.float64), y if targets == "labels" else y.astype(np.float64),
+                                     reduction, **opts)
+    rtol = 1e-11 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(value, expected, rtol=rtol, atol=1e-300)
+    assert grad.dtype == dtype and grad.shape == x.shape
+    np.testing.assert_allclose(grad, expected_grad, rtol=rtol, atol=rtol * np.abs(expected_grad).max())
+    assert loss(y, x, reduction=reduction, backend=backend) == pytest.approx(value, rel=1e-14) \
+        if reduction != "none" else True
+
+
+@pytest.mark.parametrize("z_loss,softcap", [(1e-3, None), (0.0, 5.0), (2e-2, 3.0)])
+@pytest.mark.parametrize("targets", ["labels", "probabilities"])
+def test_z_loss_and_softcap_against_reference_and_finite_differences(z_loss, softcap, targets, rng):
+    x, labels, probs = _problem(rng, N=20, C=7)
+    y = labels if targets == "labels" else probs
+    w = rng.uniform(0.5, 2.0, 20)
+    loss = fl.get("cross_entropy", z_loss=z_loss, softcap=softcap, label_smoothing=0.1)
+    value, grad = loss.value_and_grad(y, x, sample_weight=w)
+    ref_value, ref_grad = loss.value_and_grad(y, x, sample_weight=w, backend="numpy")
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-11, atol=1e-14)
+    # central differences of the mean loss
+    h = 1e-6
+    fd = np.empty_like(x)
+    for idx in np.ndindex(*x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        fd[idx] = (loss(y, xp, sample_weight=w) - loss(y, xm, sample_weight=w)) / (2 * h)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-8)
+
+
+def test_z_loss_adds_the_squared_log_sum_exp(rng):
+    x, labels, _ = _problem(rng, N=10, C=5)
+    labels[:] = np.abs(labels) % 5
+    plain = fl.cross_entropy(labels, x, reduction="none")
+    with_z = fl.cross_entropy(labels, x, z_loss=0.5, reduction="none")
+    lse = np.log(np.exp(x).sum(axis=1))
+    np.testing.assert_allclose(with_z - plain, 0.5 * lse ** 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_logits_stay_finite(dtype):
+    C = 6
+    x = np.array([[1e4, -1e4, 0, 0, 0, 0],
+                  [-1e4] * C,
+                  [3.0] * C,
+                  [0, 0, 0, 0, 0, 1e4],
+                  [-3e38 if dtype == np.float32 else -1e300, 0, 0, 0, 0, 0]], dtype=dtype)
+    labels = np.array([1, 2, 0, 5, 0])
+    value, grad = fl.get("cross_entropy").value_and_grad(labels, x, reduction="none")
+    expected, expected_grad = _torch(x.astype(np.float64), labels, "none")
+    assert np.isfinite(value).all() and np.isfinite(grad).all()
+    np.testing.assert_allclose(value, expected, rtol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
+
+
+def test_in_place_gradient_over_the_logits(rng):
+    x, labels, _ = _problem(rng, N=300, C=50, dtype=np.float32)
+    loss = fl.get("cross_entropy", label_smoothing=0.1)
+    value, grad = loss.value_and_grad(labels, x)
+    x2 = x.copy()
+    value2, grad2 = loss.value_and_grad(labels, x2, out=x2)
+    assert grad2 is x2
+    assert value2 == value
+    np.testing.assert_array_equal(grad2, grad)
+
+
+def test_bad_labels_are_rejected_before_any_indexing():
+    x = np.zeros((4, 3))
+    with pytest.raises(ValueError, match=r"row 2 has 3"):
+        fl.cross_entropy(np.array([0, 1, 3, -100]), x)
+    with pytest.raises(ValueError, match=r"row 0 has -1"):
+        fl.cross_entropy(np.array([-1, 1, 2, 0]), x)
+    with pytest.raises(ValueError, match="y_true must be integer class labels"):
+        fl.cross_entropy(np.array([0.0, 1.0, 2.0, 0.0]), x)
+    with pytest.raises(ValueError, match="logits must have shape"):
+        fl.cross_entropy(np.array([0]), np.zeros(3))
+    with pytest.raises(ValueError, match="class_weight must have shape"):
+        fl.cross_entropy(np.array([0, 1, 2, 0]), x, class_weight=np.ones(2))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        fl.get("cross_entropy", label_smoothing=1.5)
+    with pytest.raises(ValueError, match="softcap"):
+        fl.get("cross_entropy", softcap=0.0)
+    with pytest.raises(ValueError, match="z_loss"):
+        fl.get("cross_entropy", z_loss=-1.0)
+
+
+def test_all_ignored_mean_is_nan_with_a_warning_and_shapes_at_the_edges():
+    x = np.zeros((3, 4))
+    with pytest.warns(RuntimeWarning, match="no weight"):
+        assert np.isnan(fl.cross_entropy(np.full(3, -100), x))
+    assert fl.cross_entropy(np.full(3, -100), x, reduction="sum") == 0.0
+    # N = 0, C = 1, N = 1
+    assert fl.cross_entropy(np.zeros(0, int), np.zeros((0, 4)), reduction="sum") == 0.0
+    assert fl.cross_entropy(np.zeros(5, int), np.random.rand(5, 1)) == pytest.approx(0.0, abs=1e-15)
+    value, grad = fl.get("cross_entropy").value_and_grad(np.array([2]), np.array([[1.0, 2.0, 3.0]]))
+    expected, expected_grad = _torch(np.array([[1.0, 2.0, 3.0]]), np.array([2]), "mean")
+    np.testing.assert_allclose(value, expected, rtol=1e-14)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-13)
+
+
+def test_grad_hess_is_the_boosting_convention(rng):
+    x, labels, _ = _problem(rng, N=40, C=6)
+    labels[:] = np.abs(labels) % 6
+    w = rng.uniform(0.5, 2, 6)
+    g, h = fl.get("cross_entropy", class_weight=w).grad_hess(labels, x)
+    p = np.exp(x - x.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    onehot = np.eye(6)[labels]
+    np.testing.assert_allclose(g, w[labels][:, None] * (p - onehot), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(h, w[labels][:, None] * p * (1 - p), rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="z_loss"):
+        fl.get("cross_entropy", z_loss=0.1).grad_hess(labels, x)
+
+
+def test_parallel_rows_are_deterministic(rng):
+    x = rng.normal(size=(3000, 257)).astype(np.float32)
+    labels = rng.integers(0, 257, 3000)
+    loss = fl.get("cross_entropy")
+    results = []
+    for threads in (1, 2):
+        fl.set_num_threads(threads)
+        results.append(loss.value_and_grad(labels, x))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
