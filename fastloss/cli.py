@@ -44,8 +44,23 @@ def _throughput_tables(rows, bandwidth):
     return "\n\n".join(tables)
 
 
+def _cross_entropy_line(ce, bw):
+    N, C = ce["shape"]
+    fwd, fb = ce["forward"], ce["forward_backward"]
+    gbs = ce["bytes"] / fwd["fastloss"] / 1e9
+    parts = [f"cross_entropy ({N}, {C}) float32: forward {fwd['fastloss'] * 1e3:.0f} ms "
+             f"({gbs:.1f} GB/s, {100 * gbs / bw['read']:.0f}% of read bw), "
+             f"NumPy {fwd['numpy'] * 1e3:.0f} ms ({fwd['numpy'] / fwd['fastloss']:.1f}x)"]
+    if "torch" in fwd:
+        parts.append(f"PyTorch {fwd['torch'] * 1e3:.0f} ms ({fwd['torch'] / fwd['fastloss']:.1f}x)")
+    parts.append(f"forward+backward {fb['fastloss'] * 1e3:.0f} ms")
+    if "torch" in fb:
+        parts.append(f"PyTorch {fb['torch'] * 1e3:.0f} ms ({fb['torch'] / fb['fastloss']:.1f}x)")
+    return "; ".join(parts)
+
+
 def bench(args):
-    from .bench import bandwidth, startup, throughput
+    from .bench import bandwidth, softmax, startup, throughput
     import fastloss as fl
 
     if args.threads:
@@ -55,10 +70,12 @@ def bench(args):
     n = args.n or 10_000_000
     repeats = 2 if args.quick else 5
     dtype = np.dtype(args.dtype)
-    names = args.losses.split(",") if args.losses else fl.available()
-    unknown = [x for x in names if x not in fl.available()]
+    from .specs import REGISTRY
+    names = args.losses.split(",") if args.losses else sorted(REGISTRY)
+    unknown = [x for x in names if x not in REGISTRY]
     if unknown:
-        print(f"fastloss bench: unknown loss(es): {', '.join(unknown)}", file=sys.stderr)
+        print(f"fastloss bench: unknown elementwise loss(es): {', '.join(unknown)} "
+              f"(cross_entropy has its own line)", file=sys.stderr)
         return 2
 
     def progress(name):
@@ -68,6 +85,8 @@ def bench(args):
     bw = bandwidth.measure(repeats=repeats)
     rows = throughput.measure(names, n=n, dtype=dtype, repeats=repeats,
                               peers_too=not args.no_peers, progress=progress)
+    ce = softmax.measure(N=2048 if args.quick else 8192, repeats=repeats,
+                         peers_too=not args.no_peers)
     small = throughput.small_call_overhead(repeats=500 if args.quick else 2000)
     start = startup.measure()
     if args.json:
@@ -76,7 +95,7 @@ def bench(args):
             "bandwidth_gbs": {"read": bw["read"], "read_write": bw["read_write"]},
             "rows": [{"loss": r.loss, "method": r.method, "seconds": r.seconds, "gbs": r.gbs()}
                      for r in rows],
-            "small_call_us": small, "startup_s": start,
+            "cross_entropy": ce, "small_call_us": small, "startup_s": start,
         }, indent=2))
         return 0
     print(f"fastloss bench: n = {n:,} {dtype}, {fl.get_num_threads()} threads")
@@ -84,6 +103,7 @@ def bench(args):
           f"(best of 1-3 streams over 1..{max(t for _, t, _ in bw['detail'])} threads), "
           f"2 reads + 1 write {bw['read_write']:.1f} GB/s\n")
     print(_throughput_tables(rows, bw))
+    print("\n" + _cross_entropy_line(ce, bw))
     print(f"\nper call at n = 10: fastloss.mse {small['fastloss']:.2f} us, "
           f"NumPy expression np.mean((p - y) ** 2) {small['numpy']:.2f} us")
     print(f"start-up: import fastloss {start['import']:.3f} s; first value_and_grad in a fresh "

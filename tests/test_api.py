@@ -15,8 +15,8 @@ from .conftest import loss_name, sample
 
 
 def test_every_registered_loss_is_a_public_function():
-    assert fl.available() == sorted(REGISTRY)
-    for name in fl.available():
+    assert fl.available() == sorted([*REGISTRY, "cross_entropy"])
+    for name in REGISTRY:
         f = getattr(fl, name)
         assert f.__name__ == name
         assert REGISTRY[name].formula.split(";")[0] in f.__doc__

@@ -10,6 +10,7 @@ import pytest
 
 import fastloss as fl
 from fastloss.peers import sklearn_loss, torch_loss
+from fastloss.specs import REGISTRY
 
 from .conftest import loss_case, sample, weights
 
@@ -18,7 +19,7 @@ F = torch.nn.functional
 
 
 def test_every_loss_has_a_pytorch_oracle():
-    assert all(torch_loss(name) is not None for name in fl.available())
+    assert all(torch_loss(name) is not None for name in REGISTRY)
 
 
 def _torch_reduced(name, params, y, p, w, reduction):
@@ -100,7 +101,7 @@ def test_value_matches_sklearn_metrics(name, weighted, rng):
 
 
 pytest.importorskip("sklearn._loss.loss")
-SKLEARN_LOSSES = [name for name in fl.available() if sklearn_loss(name) is not None]
+SKLEARN_LOSSES = [name for name in REGISTRY if sklearn_loss(name) is not None]
 
 
 @pytest.mark.parametrize("name", SKLEARN_LOSSES)

@@ -70,7 +70,7 @@ def _best(fn, args, repeats):
     return best
 
 
-def measure(n=1 << 26, repeats=3):
+def measure(n=1 << 26, repeats=3, max_threads=None):
     """{"read": GB/s, "read_write": GB/s, "detail": [...]}: best over streams and threads.
 
     ``n`` float32 per stream (256 MiB by default, far beyond any cache).
@@ -81,7 +81,7 @@ def measure(n=1 << 26, repeats=3):
     previous = numba.get_num_threads()
     detail = []
     try:
-        for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+        for threads in range(1, (max_threads or numba.config.NUMBA_NUM_THREADS) + 1):
             numba.set_num_threads(threads)
             for label, fn, args, streams in (("read x1", _read1, (a,), 1),
                                              ("read x2", _read2, (a, c), 2),

@@ -14,10 +14,12 @@ import numpy as np
 import fastloss as fl
 from fastloss import peers
 from fastloss.examples import inputs
+from fastloss.specs import REGISTRY
 
 
-def best_time(fn, repeats):
-    fn()
+def best_time(fn, repeats, warmup=True):
+    if warmup:
+        fn()
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
@@ -87,7 +89,7 @@ def _sklearn_runners(name, y, p, threads):
 def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=True,
             progress=None):
     """Rows of timings for each loss (both methods), side by side in one run."""
-    names = list(names or fl.available())
+    names = list(names or sorted(REGISTRY))
     threads = fl.get_num_threads()
     rows = []
     rng = np.random.default_rng(0)
@@ -102,15 +104,18 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
         fused = Row(name, "value_and_grad", 3 * itemsize * n)
         value.seconds["fastloss"] = best_time(lambda: loss(y, p), repeats)
         fused.seconds["fastloss"] = best_time(lambda: loss.value_and_grad(y, p, out=out), repeats)
-        reps = max(1, repeats // 2)          # the peers are slower; fewer runs suffice
-        value.seconds["numpy"] = best_time(lambda: loss(y, p, backend="numpy"), reps)
-        fused.seconds["numpy"] = best_time(lambda: loss.value_and_grad(y, p, backend="numpy"), reps)
+        # the baselines are slower: fewer runs suffice, and --quick skips their warm-up
+        reps = max(1, repeats // 2)
+        warm = repeats > 2
+        value.seconds["numpy"] = best_time(lambda: loss(y, p, backend="numpy"), reps, warm)
+        fused.seconds["numpy"] = best_time(lambda: loss.value_and_grad(y, p, backend="numpy"),
+                                           reps, warm)
         if peers_too:
             for runners, label in ((_torch_runners(name, y, p, threads), "torch"),
                                    (_sklearn_runners(name, y, p, threads), "sklearn")):
                 if runners[0] is not None:
-                    value.seconds[label] = best_time(runners[0], reps)
-                    fused.seconds[label] = best_time(runners[1], reps)
+                    value.seconds[label] = best_time(runners[0], reps, warm)
+                    fused.seconds[label] = best_time(runners[1], reps, warm)
         rows += [value, fused]
     return rows
 
