@@ -239,6 +239,18 @@ def exp_in_precision_of(x, like):
     raise NotImplementedError("for use inside Numba-compiled code")
 
 
+def as_type_of(v, like):
+    """v converted to ``like``'s float type (float32 or float64)."""
+    raise NotImplementedError("for use inside Numba-compiled code")
+
+
+@overload(as_type_of, jit_options=SCALAR_OPTIONS)
+def _as_type_of(v, like):
+    if like == types.float32:
+        return lambda v, like: np.float32(v)
+    return lambda v, like: np.float64(v)
+
+
 @overload(exp_in_precision_of, jit_options=SCALAR_OPTIONS)
 def _exp_in_precision_of(x, like):
     if like == types.float32:

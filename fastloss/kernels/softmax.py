@@ -57,32 +57,45 @@ def _cap_slope(x, cap):
     return 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
+@njit(inline="always", error_model="numpy")
+def _logit(x, i, j, cap):
+    """x[i, j] in its own precision, or capped (in float64) when a softcap is set."""
+    if cap is None:
+        return x[i, j]
+    return _capped(np.float64(x[i, j]), cap)
+
+
 @njit(**_OPTIONS)
 def _chunk_max(x, i, lo, hi, cap):
-    """max of the (capped) logits x[i, lo:hi].
+    """max of the (capped) logits x[i, lo:hi], lo < hi, in the logits' precision.
 
     Eight independent running maxima: LLVM does not vectorize a max reduction
     here, and one chain would wait on the latency of every comparison.
     """
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = -np.inf
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = _logit(x, i, lo, cap)
     end8 = lo + (hi - lo) // 8 * 8
     for j in range(lo, end8, 8):
-        m0 = _gt(_capped(np.float64(x[i, j]), cap), m0)
-        m1 = _gt(_capped(np.float64(x[i, j + 1]), cap), m1)
-        m2 = _gt(_capped(np.float64(x[i, j + 2]), cap), m2)
-        m3 = _gt(_capped(np.float64(x[i, j + 3]), cap), m3)
-        m4 = _gt(_capped(np.float64(x[i, j + 4]), cap), m4)
-        m5 = _gt(_capped(np.float64(x[i, j + 5]), cap), m5)
-        m6 = _gt(_capped(np.float64(x[i, j + 6]), cap), m6)
-        m7 = _gt(_capped(np.float64(x[i, j + 7]), cap), m7)
+        m0 = _gt(_logit(x, i, j, cap), m0)
+        m1 = _gt(_logit(x, i, j + 1, cap), m1)
+        m2 = _gt(_logit(x, i, j + 2, cap), m2)
+        m3 = _gt(_logit(x, i, j + 3, cap), m3)
+        m4 = _gt(_logit(x, i, j + 4, cap), m4)
+        m5 = _gt(_logit(x, i, j + 5, cap), m5)
+        m6 = _gt(_logit(x, i, j + 6, cap), m6)
+        m7 = _gt(_logit(x, i, j + 7, cap), m7)
     for j in range(end8, hi):
-        m0 = _gt(_capped(np.float64(x[i, j]), cap), m0)
-    return _gt(_gt(_gt(m0, m1), _gt(m2, m3)), _gt(_gt(m4, m5), _gt(m6, m7)))
+        m0 = _gt(_logit(x, i, j, cap), m0)
+    return np.float64(_gt(_gt(_gt(m0, m1), _gt(m2, m3)), _gt(_gt(m4, m5), _gt(m6, m7))))
 
 
 @njit(**_OPTIONS)
 def _row_lse(x, i, cap):
-    """log sum_j exp(x_ij) by chunks: one rescale of the running sum per chunk."""
+    """log sum_j exp(x_ij) by chunks: one rescale of the running sum per chunk.
+
+    For float32 logits the differences and exponentials are float32 (the
+    maximum is one of the logits, so x - max is exact near it); the sums are
+    float64.
+    """
     C = x.shape[1]
     m = -np.inf
     s = 0.0
@@ -92,10 +105,10 @@ def _row_lse(x, i, cap):
         if cm > m:
             s = s * fmath.fexp(m - cm) if m > -np.inf else 0.0
             m = cm
+        shift = fmath.as_type_of(m, _logit(x, i, lo, cap))
         part = 0.0
         for j in range(np.uint64(lo), np.uint64(hi)):
-            part = _add(part, fmath.exp_in_precision_of(_capped(np.float64(x[i, j]), cap) - m,
-                                                        x[i, j]))
+            part = _add(part, fmath.exp_in_precision_of(_logit(x, i, j, cap) - shift, x[i, j]))
         s += part
     return m + fmath.flog(s)
 
