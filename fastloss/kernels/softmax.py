@@ -89,9 +89,10 @@ def _chunk_max(x, i, lo, hi, cap):
 
 
 @njit(**_OPTIONS)
-def _row_lse(x, i, cap):
-    """log sum_j exp(x_ij) by chunks: one rescale of the running sum per chunk.
+def _row_max_sum(x, i, cap):
+    """(m, s) with log sum_j exp(x_ij) = m + log s, m the row's maximum.
 
+    By chunks: one rescale of the running sum per chunk.
     For float32 logits the differences and exponentials are float32 (the
     maximum is one of the logits, so x - max is exact near it); the sums are
     float64.
@@ -110,7 +111,7 @@ def _row_lse(x, i, cap):
         for j in range(np.uint64(lo), np.uint64(hi)):
             part = _add(part, fmath.exp_in_precision_of(_logit(x, i, j, cap) - shift, x[i, j]))
         s += part
-    return m + fmath.flog(s)
+    return m, s
 
 
 @njit(inline="always", error_model="numpy")
@@ -134,7 +135,8 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
                 for j in range(np.uint64(0), np.uint64(C)):
                     out[i, j] = 0.0
             continue
-        lse = _row_lse(x, i, cap)
+        m, total = _row_max_sum(x, i, cap)
+        lse = m + fmath.flog(total)
         r = _weight(sample_weight, i)
         wt = _weight(class_weight, t)
         slope_t = _cap_slope(np.float64(x[i, t]), cap)    # read before out (maybe x) is written
@@ -152,10 +154,13 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
         row_loss[i] = r * (a * lse - bx + z * lse * lse)
         if out is not None:
             k = scale * r * (a + 2.0 * z * lse)
+            # p_j = exp(x_j - m) / total: x_j - m is exact near the maximum
+            m_x = fmath.as_type_of(m, _logit(x, i, 0, cap))
+            inv_total = 1.0 / total
             smooth = scale * r * eps / C
             for j in range(np.uint64(0), np.uint64(C)):
                 xj = np.float64(x[i, j])
-                pj = fmath.exp_in_precision_of(_capped(xj, cap) - lse, x[i, j])
+                pj = fmath.exp_in_precision_of(_logit(x, i, j, cap) - m_x, x[i, j]) * inv_total
                 out[i, j] = (k * pj - smooth * _weight(class_weight, j)) * _cap_slope(xj, cap)
             out[i, t] -= scale * r * (1.0 - eps) * wt * slope_t
 
@@ -166,7 +171,8 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
     """Class-probability targets: per-row losses, and the gradient times ``scale``."""
     N, C = x.shape
     for i in prange(N):
-        lse = _row_lse(x, i, cap)
+        m, total = _row_max_sum(x, i, cap)
+        lse = m + fmath.flog(total)
         r = _weight(sample_weight, i)
         a = 0.0
         bx = 0.0
@@ -177,8 +183,11 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
         row_loss[i] = r * (a * lse - bx + z * lse * lse)
         if out is not None:
             k = scale * r * (a + 2.0 * z * lse)
+            # p_j = exp(x_j - m) / total: x_j - m is exact near the maximum
+            m_x = fmath.as_type_of(m, _logit(x, i, 0, cap))
+            inv_total = 1.0 / total
             for j in range(np.uint64(0), np.uint64(C)):
                 xj = np.float64(x[i, j])
-                pj = fmath.exp_in_precision_of(_capped(xj, cap) - lse, x[i, j])
+                pj = fmath.exp_in_precision_of(_logit(x, i, j, cap) - m_x, x[i, j]) * inv_total
                 b = _weight(class_weight, j) * ((1.0 - eps) * np.float64(targets[i, j]) + eps / C)
                 out[i, j] = (k * pj - scale * r * b) * _cap_slope(xj, cap)
