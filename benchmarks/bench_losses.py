@@ -78,3 +78,38 @@ class Compile:
         return startup.measure(name)["first_call_cold"]
 
     track_first_call_cold_cache_seconds.unit = "s"
+
+
+class CrossEntropy:
+    """Softmax cross-entropy over float32 logits: tall-skinny, square-ish and short-wide."""
+
+    params = ([(1_000_000, 10), (8192, 32000), (1024, 256000)], ["cpu", "numpy"])
+    param_names = ["shape", "backend"]
+    timeout = 600
+
+    def setup(self, shape, backend):
+        rng = np.random.default_rng(0)
+        self.x = rng.standard_normal(shape, dtype=np.float32)
+        self.labels = rng.integers(0, shape[1], shape[0])
+        self.out = np.empty_like(self.x)
+        self.loss = fl.get("cross_entropy")
+        self.backend = backend
+        self.loss(self.labels, self.x, backend=backend)
+
+    def time_forward(self, *args):
+        self.loss(self.labels, self.x, backend=self.backend)
+
+    def time_forward_backward(self, *args):
+        self.loss.value_and_grad(self.labels, self.x, out=self.out, backend=self.backend)
+
+    def track_forward_gbs(self, *args):
+        best = min(_timed(lambda: self.time_forward()) for _ in range(3))
+        return self.x.nbytes / best / 1e9
+
+    track_forward_gbs.unit = "GB/s"
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t

@@ -38,3 +38,25 @@ def test_throughput(benchmark, name, method, n, dtype, backend):
         mean = benchmark.stats.stats.mean
         benchmark.extra_info["GB/s"] = moved / mean / 1e9
         benchmark.extra_info["elements/s"] = n / mean
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("shape", [(100_000, 10), (512, 32000)])
+@pytest.mark.parametrize("method", ["value", "value_and_grad"])
+def test_cross_entropy_throughput(benchmark, method, shape, backend):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    labels = rng.integers(0, shape[1], shape[0])
+    loss = fl.get("cross_entropy")
+    out = np.empty_like(x)
+    if method == "value":
+        def run():
+            return loss(labels, x, backend=backend)
+    else:
+        def run():
+            return loss.value_and_grad(labels, x, out=out, backend=backend)
+    run()
+    benchmark.group = f"cross_entropy-{method}-{shape}"
+    benchmark(run)
+    if benchmark.stats is not None:
+        benchmark.extra_info["GB/s"] = x.nbytes / benchmark.stats.stats.mean / 1e9
