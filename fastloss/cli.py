@@ -83,10 +83,12 @@ def bench(args):
             print(f"  measuring {name}...", file=sys.stderr, flush=True)
 
     bw = bandwidth.measure(repeats=repeats)
-    rows = throughput.measure(names, n=n, dtype=dtype, repeats=repeats,
-                              peers_too=not args.no_peers, progress=progress)
+    # cross-entropy first: the elementwise phase ends with PyTorch, whose
+    # threads keep spinning for a while afterwards
     ce = softmax.measure(N=2048 if args.quick else 8192, repeats=repeats,
                          peers_too=not args.no_peers)
+    rows = throughput.measure(names, n=n, dtype=dtype, repeats=repeats,
+                              peers_too=not args.no_peers, progress=progress)
     small = throughput.small_call_overhead(repeats=500 if args.quick else 2000)
     start = startup.measure()
     if args.json:

@@ -88,36 +88,48 @@ def _sklearn_runners(name, y, p, threads):
 
 def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=True,
             progress=None):
-    """Rows of timings for each loss (both methods), side by side in one run."""
+    """Rows of timings for each loss (both methods), side by side in one run.
+
+    Implementations run in phases (fastloss for every loss, then NumPy, then
+    PyTorch, then scikit-learn) rather than interleaved: PyTorch's OpenMP
+    threads keep spinning for a while after its calls and would take the
+    cores from whatever runs next.
+    """
     names = list(names or sorted(REGISTRY))
     threads = fl.get_num_threads()
-    rows = []
     rng = np.random.default_rng(0)
     itemsize = np.dtype(dtype).itemsize
+    data = {name: inputs(name, n, rng, dtype) for name in names}
+    out = np.empty(n, dtype)
+    rows = {}
     for name in names:
         if progress:
             progress(name)
-        y, p = inputs(name, n, rng, dtype)
+        y, p = data[name]
         loss = fl.get(name)
-        out = np.empty_like(p)
-        value = Row(name, "value", 2 * itemsize * n)
-        fused = Row(name, "value_and_grad", 3 * itemsize * n)
+        value = rows[name, "value"] = Row(name, "value", 2 * itemsize * n)
+        fused = rows[name, "value_and_grad"] = Row(name, "value_and_grad", 3 * itemsize * n)
         value.seconds["fastloss"] = best_time(lambda: loss(y, p), repeats)
         fused.seconds["fastloss"] = best_time(lambda: loss.value_and_grad(y, p, out=out), repeats)
-        # the baselines are slower: fewer runs suffice, and --quick skips their warm-up
-        reps = max(1, repeats // 2)
-        warm = repeats > 2
-        value.seconds["numpy"] = best_time(lambda: loss(y, p, backend="numpy"), reps, warm)
-        fused.seconds["numpy"] = best_time(lambda: loss.value_and_grad(y, p, backend="numpy"),
-                                           reps, warm)
-        if peers_too:
-            for runners, label in ((_torch_runners(name, y, p, threads), "torch"),
-                                   (_sklearn_runners(name, y, p, threads), "sklearn")):
+    # the baselines are slower: fewer runs suffice, and --quick skips their warm-up
+    reps = max(1, repeats // 2)
+    warm = repeats > 2
+    for name in names:
+        y, p = data[name]
+        loss = fl.get(name)
+        rows[name, "value"].seconds["numpy"] = best_time(
+            lambda: loss(y, p, backend="numpy"), reps, warm)
+        rows[name, "value_and_grad"].seconds["numpy"] = best_time(
+            lambda: loss.value_and_grad(y, p, backend="numpy"), reps, warm)
+    if peers_too:
+        for make_runners, label in ((_torch_runners, "torch"), (_sklearn_runners, "sklearn")):
+            for name in names:
+                y, p = data[name]
+                runners = make_runners(name, y, p, threads)
                 if runners[0] is not None:
-                    value.seconds[label] = best_time(runners[0], reps, warm)
-                    fused.seconds[label] = best_time(runners[1], reps, warm)
-        rows += [value, fused]
-    return rows
+                    rows[name, "value"].seconds[label] = best_time(runners[0], reps, warm)
+                    rows[name, "value_and_grad"].seconds[label] = best_time(runners[1], reps, warm)
+    return [rows[name, method] for name in names for method in ("value", "value_and_grad")]
 
 
 def small_call_overhead(repeats=2000):
