@@ -43,6 +43,14 @@ def _check_params(class_weight, ignore_index, label_smoothing, z_loss, softcap):
     return None
 
 
+def _backend_name(backend):
+    name = _config.get_backend() if backend is None else _config.check_backend(backend)
+    if name == "cuda":
+        from .backends import cuda
+        cuda.unavailable()
+    return name
+
+
 class CrossEntropy:
     """Softmax cross-entropy with fixed options; see ``fastloss.cross_entropy``."""
 
@@ -65,18 +73,19 @@ class CrossEntropy:
     # -- input handling -------------------------------------------------------
 
     def _prepare(self, y_true, logits, sample_weight, backend):
-        name = _config.get_backend() if backend is None else _config.check_backend(backend)
-        if name == "cuda":
-            from .backends import cuda
-            cuda.unavailable()
+        name = _backend_name(backend)
         x = v._as_array(logits, "logits")
         if x.ndim != 2:
             raise ValueError(f"logits must have shape (N, C), got {x.shape}")
-        N, C = x.shape
-        if C < 1:
+        if x.shape[1] < 1:
             raise ValueError("logits must have at least one class (C >= 1)")
-        kernel_dtype = v._float_kind(x.dtype)
-        x = np.ascontiguousarray(x, dtype=kernel_dtype)
+        dtype = v.result_dtype(x.dtype)
+        x = np.ascontiguousarray(x, dtype=v._float_kind(x.dtype))
+        labels, targets, w = self._targets(y_true, *x.shape, sample_weight)
+        return name, x, labels, targets, w, dtype
+
+    def _targets(self, y_true, N, C, sample_weight):
+        """(labels, targets, sample weights) checked against N rows of C classes."""
         y = v._as_array(y_true, "y_true")
         labels = targets = None
         if y.dtype.kind in "iub" and y.shape == (N,):
@@ -102,7 +111,7 @@ class CrossEntropy:
             if np.any(w < 0):
                 raise ValueError("sample_weight must be >= 0")
             w = np.ascontiguousarray(w, dtype=np.float64)
-        return name, x, labels, targets, w, v.result_dtype(np.asarray(logits).dtype)
+        return labels, targets, w
 
     def _denominator(self, labels, targets, w, N):
         """Mean's denominator: sum of target-class weights (labels) or of sample weights."""
@@ -226,3 +235,102 @@ def cross_entropy(y_true, logits, *, class_weight=None, ignore_index=-100, label
 
 cross_entropy.__doc__ = CE_DOC
 LOSSES = {"cross_entropy": CrossEntropy}
+
+
+class LinearCrossEntropy:
+    """cross_entropy(y_true, hidden @ weight.T + bias) without ever holding the (N, C) logits.
+
+    Rows are processed in chunks of ``chunk_size``: NumPy's matmul (BLAS) gives
+    a chunk's logits, the fused cross-entropy kernel turns them into the loss
+    and, in place, the gradient with respect to them, and two more products
+    accumulate the gradients of ``hidden``, ``weight`` and ``bias``.  Extra
+    memory is one (chunk_size, C) block.
+    """
+
+    name = "linear_cross_entropy"
+
+    def __init__(self, chunk_size=None, **options):
+        if chunk_size is not None and (isinstance(chunk_size, bool)
+                                       or not isinstance(chunk_size, (int, np.integer))
+                                       or chunk_size < 1):
+            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+        self.chunk_size = chunk_size
+        self.ce = CrossEntropy(**options)
+
+    def _chunks(self, N, C):
+        size = self.chunk_size or max(1, (1 << 24) // max(C, 1))   # about 64 MB of float32
+        return [(lo, min(N, lo + size)) for lo in range(0, N, size)]
+
+    def _check(self, hidden, weight, bias):
+        h = v._as_array(hidden, "hidden")
+        w = v._as_array(weight, "weight")
+        if h.ndim != 2 or w.ndim != 2 or h.shape[1] != w.shape[1]:
+            raise ValueError(f"hidden must be (N, H) and weight (C, H); got {h.shape} and {w.shape}")
+        dtype = np.result_type(v._float_kind(h.dtype), v._float_kind(w.dtype))
+        h = np.ascontiguousarray(h, dtype=dtype)
+        w = np.ascontiguousarray(w, dtype=dtype)
+        b = None
+        if bias is not None:
+            b = np.ascontiguousarray(v._as_array(bias, "bias"), dtype=dtype)
+            if b.shape != (w.shape[0],):
+                raise ValueError(f"bias must have shape ({w.shape[0]},), got {b.shape}")
+        return h, w, b
+
+    def _logits(self, h, w, b, lo, hi):
+        z = h[lo:hi] @ w.T
+        if b is not None:
+            z += b
+        return z
+
+    def __call__(self, y_true, hidden, weight, bias=None, *, sample_weight=None, reduction="mean",
+                 backend=None):
+        return self._run(y_true, hidden, weight, bias, sample_weight, reduction, backend, False)[0]
+
+    value = __call__
+
+    def value_and_grad(self, y_true, hidden, weight, bias=None, *, sample_weight=None,
+                       reduction="mean", backend=None):
+        """(value, (grad_hidden, grad_weight, grad_bias)); grad_bias is None without a bias."""
+        return self._run(y_true, hidden, weight, bias, sample_weight, reduction, backend, True)
+
+    def _run(self, y_true, hidden, weight, bias, sample_weight, reduction, backend, want_grad):
+        v.check_reduction(reduction)
+        name = _backend_name(backend)
+        h, w, b = self._check(hidden, weight, bias)
+        N, C = h.shape[0], w.shape[0]
+        labels, targets, sw = self.ce._targets(y_true, N, C, sample_weight)
+        denom = self.ce._denominator(labels, targets, sw, N)
+        scale = 1.0
+        if reduction == "mean":
+            scale = 1.0 / denom if denom else float("nan")
+        rows = np.empty(N)
+        gh = np.empty_like(h) if want_grad else None
+        gw = np.zeros_like(w) if want_grad else None
+        gb = (np.zeros_like(b) if b is not None else None) if want_grad else None
+        for lo, hi in self._chunks(N, C):
+            z = self._logits(h, w, b, lo, hi)
+            part_labels = None if labels is None else labels[lo:hi]
+            part_targets = None if targets is None else targets[lo:hi]
+            part_w = None if sw is None else sw[lo:hi]
+            rows[lo:hi] = self.ce._run(name, z, part_labels, part_targets, part_w, scale,
+                                       z if want_grad else None)
+            if want_grad:                      # z now holds d loss / d logits
+                gh[lo:hi] = z @ w
+                gw += z.T @ h[lo:hi]
+                if gb is not None:
+                    gb += z.sum(axis=0)
+        value = self.ce._reduce(rows, denom, reduction)
+        return value, (gh, gw, gb)
+
+
+def linear_cross_entropy(y_true, hidden, weight, bias=None, *, chunk_size=None, class_weight=None,
+                         ignore_index=-100, label_smoothing=0.0, z_loss=0.0, softcap=None,
+                         sample_weight=None, reduction="mean", backend=None):
+    """cross_entropy(y_true, hidden @ weight.T + bias), computed by row chunks."""
+    loss = LinearCrossEntropy(chunk_size, class_weight=class_weight, ignore_index=ignore_index,
+                              label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap)
+    return loss(y_true, hidden, weight, bias, sample_weight=sample_weight, reduction=reduction,
+                backend=backend)
+
+
+LOSSES["linear_cross_entropy"] = LinearCrossEntropy
