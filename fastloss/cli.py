@@ -59,8 +59,17 @@ def _cross_entropy_line(ce, bw):
     return "; ".join(parts)
 
 
+def _linear_ce_line(results, shape):
+    labels = {"fastloss": "fastloss", "torch-chunked": "PyTorch chunked F.linear_cross_entropy",
+              "torch": "PyTorch F.linear + F.cross_entropy"}
+    parts = [f"{labels[k]} {r['seconds'] * 1e3:.0f} ms, {r['extra_bytes'] / 2**20:.0f} MiB"
+             for k, r in results.items()]
+    return (f"linear_cross_entropy (N, H, C) = {shape} float32, forward+backward, time and peak "
+            f"memory above the inputs: " + "; ".join(parts))
+
+
 def bench(args):
-    from .bench import bandwidth, softmax, startup, throughput
+    from .bench import bandwidth, linear_ce, softmax, startup, throughput
     import fastloss as fl
 
     if args.threads:
@@ -87,6 +96,9 @@ def bench(args):
     # threads keep spinning for a while afterwards
     ce = softmax.measure(N=2048 if args.quick else 8192, repeats=repeats,
                          peers_too=not args.no_peers)
+    lce_shape = (1024, 1024, 32000) if args.quick else (4096, 1024, 32000)
+    lce = linear_ce.measure(*lce_shape, implementations=(
+        ("fastloss",) if args.no_peers else ("fastloss", "torch-chunked", "torch")))
     rows = throughput.measure(names, n=n, dtype=dtype, repeats=repeats,
                               peers_too=not args.no_peers, progress=progress)
     small = throughput.small_call_overhead(repeats=500 if args.quick else 2000)
@@ -97,7 +109,8 @@ def bench(args):
             "bandwidth_gbs": {"read": bw["read"], "read_write": bw["read_write"]},
             "rows": [{"loss": r.loss, "method": r.method, "seconds": r.seconds, "gbs": r.gbs()}
                      for r in rows],
-            "cross_entropy": ce, "small_call_us": small, "startup_s": start,
+            "cross_entropy": ce, "linear_cross_entropy": {"shape": lce_shape, **lce},
+            "small_call_us": small, "startup_s": start,
         }, indent=2))
         return 0
     print(f"fastloss bench: n = {n:,} {dtype}, {fl.get_num_threads()} threads")
@@ -106,6 +119,7 @@ def bench(args):
           f"2 reads + 1 write {bw['read_write']:.1f} GB/s\n")
     print(_throughput_tables(rows, bw))
     print("\n" + _cross_entropy_line(ce, bw))
+    print(_linear_ce_line(lce, lce_shape))
     print(f"\nper call at n = 10: fastloss.mse {small['fastloss']:.2f} us, "
           f"NumPy expression np.mean((p - y) ** 2) {small['numpy']:.2f} us")
     print(f"start-up: import fastloss {start['import']:.3f} s; first value_and_grad in a fresh "

@@ -244,7 +244,7 @@ class LinearCrossEntropy:
     a chunk's logits, the fused cross-entropy kernel turns them into the loss
     and, in place, the gradient with respect to them, and two more products
     accumulate the gradients of ``hidden``, ``weight`` and ``bias``.  Extra
-    memory is one (chunk_size, C) block.
+    memory is one (chunk_size, C) block and a (4096, H) slab of the weight gradient.
     """
 
     name = "linear_cross_entropy"
@@ -276,12 +276,6 @@ class LinearCrossEntropy:
                 raise ValueError(f"bias must have shape ({w.shape[0]},), got {b.shape}")
         return h, w, b
 
-    def _logits(self, h, w, b, lo, hi):
-        z = h[lo:hi] @ w.T
-        if b is not None:
-            z += b
-        return z
-
     def __call__(self, y_true, hidden, weight, bias=None, *, sample_weight=None, reduction="mean",
                  backend=None):
         return self._run(y_true, hidden, weight, bias, sample_weight, reduction, backend, False)[0]
@@ -307,16 +301,25 @@ class LinearCrossEntropy:
         gh = np.empty_like(h) if want_grad else None
         gw = np.zeros_like(w) if want_grad else None
         gb = (np.zeros_like(b) if b is not None else None) if want_grad else None
-        for lo, hi in self._chunks(N, C):
-            z = self._logits(h, w, b, lo, hi)
+        chunks = self._chunks(N, C)
+        # one logits block and one slab of the weight gradient, reused by every chunk
+        block = np.empty((chunks[0][1] - chunks[0][0] if chunks else 0, C), h.dtype)
+        slab = min(C, 4096)
+        product = np.empty((slab, h.shape[1]), h.dtype) if want_grad else None
+        for lo, hi in chunks:
+            z = np.matmul(h[lo:hi], w.T, out=block[:hi - lo])
+            if b is not None:
+                z += b
             part_labels = None if labels is None else labels[lo:hi]
             part_targets = None if targets is None else targets[lo:hi]
             part_w = None if sw is None else sw[lo:hi]
             rows[lo:hi] = self.ce._run(name, z, part_labels, part_targets, part_w, scale,
                                        z if want_grad else None)
             if want_grad:                      # z now holds d loss / d logits
-                gh[lo:hi] = z @ w
-                gw += z.T @ h[lo:hi]
+                np.matmul(z, w, out=gh[lo:hi])
+                for c0 in range(0, C, slab):
+                    c1 = min(C, c0 + slab)
+                    gw[c0:c1] += np.matmul(z[:, c0:c1].T, h[lo:hi], out=product[:c1 - c0])
                 if gb is not None:
                     gb += z.sum(axis=0)
         value = self.ce._reduce(rows, denom, reduction)
