@@ -337,3 +337,83 @@ def linear_cross_entropy(y_true, hidden, weight, bias=None, *, chunk_size=None, 
 
 
 LOSSES["linear_cross_entropy"] = LinearCrossEntropy
+
+
+class NLL:
+    """Negative log-likelihood of class labels given log-probabilities, as ``F.nll_loss``.
+
+    l_i = -w[t_i] * log_probs[i, t_i] (0 for ignore_index); the mean divides by
+    the sum of the target classes' weights.  The value is one gather per row and
+    the gradient one scatter, so both backends run the same vectorized NumPy
+    code; PyTorch is the oracle in the tests.
+    """
+
+    name = "nll"
+
+    def __init__(self, class_weight=None, ignore_index=-100):
+        self._ce = CrossEntropy(class_weight=class_weight, ignore_index=ignore_index)
+        self.params = {"class_weight": class_weight, "ignore_index": self._ce.params["ignore_index"]}
+
+    def _rows(self, y_true, log_probs, sample_weight, backend):
+        _, x, labels, targets, w, dtype = self._ce._prepare(y_true, log_probs, sample_weight,
+                                                            backend)
+        if labels is None:
+            raise ValueError("nll: y_true must be integer class labels of shape (N,)")
+        keep = labels != self.params["ignore_index"]
+        rows_kept = np.flatnonzero(keep)
+        coef = np.zeros(x.shape[0])                    # d l_i / d x[i, t_i] = -coef_i
+        cw = self._ce.class_weight
+        coef[rows_kept] = 1.0 if cw is None else cw[labels[rows_kept]]
+        if w is not None:
+            coef *= w
+        picked = np.zeros(x.shape[0])
+        picked[rows_kept] = x[rows_kept, labels[rows_kept]]
+        denom = self._ce._denominator(labels, None, w, x.shape[0])
+        return x, labels, rows_kept, coef, -coef * picked, denom, dtype
+
+    def __call__(self, y_true, log_probs, *, sample_weight=None, reduction="mean", backend=None):
+        v.check_reduction(reduction)
+        *_, rows, denom, dtype = self._rows(y_true, log_probs, sample_weight, backend)
+        result = self._ce._reduce(rows, denom, reduction)
+        return result.astype(dtype) if reduction == "none" else result
+
+    value = __call__
+
+    def value_and_grad(self, y_true, log_probs, *, sample_weight=None, reduction="mean", out=None,
+                       backend=None):
+        v.check_reduction(reduction)
+        x, labels, kept, coef, rows, denom, dtype = self._rows(y_true, log_probs, sample_weight,
+                                                              backend)
+        out = v.check_out(out, x.shape, dtype)
+        grad = np.zeros(x.shape, dtype) if out is None else out
+        if out is not None:
+            grad[...] = 0
+        scale = (1.0 / denom if denom else float("nan")) if reduction == "mean" else 1.0
+        grad[kept, labels[kept]] = -coef[kept] * scale
+        value = self._ce._reduce(rows, denom, reduction)
+        return (value.astype(dtype) if reduction == "none" else value), grad
+
+    def grad(self, y_true, log_probs, *, sample_weight=None, reduction="mean", out=None,
+             backend=None):
+        return self.value_and_grad(y_true, log_probs, sample_weight=sample_weight,
+                                   reduction=reduction, out=out, backend=backend)[1]
+
+    def grad_hess(self, y_true, log_probs, *, sample_weight=None, out=None, backend=None):
+        """Gradient ("sum" convention) and the Hessian, which is 0 (the loss is linear)."""
+        gout, hout = (None, None) if out is None else out
+        g = self.grad(y_true, log_probs, sample_weight=sample_weight, reduction="sum", out=gout,
+                      backend=backend)
+        h = np.zeros_like(g) if hout is None else hout
+        if hout is not None:
+            v.check_out(hout, g.shape, g.dtype, "out[1]")[...] = 0
+        return g, h
+
+
+def nll(y_true, log_probs, *, class_weight=None, ignore_index=-100, sample_weight=None,
+        reduction="mean", backend=None):
+    return NLL(class_weight, ignore_index)(y_true, log_probs, sample_weight=sample_weight,
+                                           reduction=reduction, backend=backend)
+
+
+nll.__doc__ = NLL.__doc__
+LOSSES["nll"] = NLL
