@@ -10,9 +10,10 @@ class Prepared:
     __slots__ = ("y", "p", "w", "shape", "size", "out_dtype", "kernel_dtype")
 
 
-def check_reduction(reduction):
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
+def check_reduction(reduction, extra=()):
+    allowed = REDUCTIONS + tuple(extra)
+    if reduction not in allowed:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, allowed))}, "
                          f"got {reduction!r}")
 
 

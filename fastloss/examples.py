@@ -27,7 +27,7 @@ def inputs(name, n, rng, dtype=np.float64, shape=None):
     """(y_true, y_pred) for loss ``name``: n elements, or the given shape."""
     spec = REGISTRY[name]
     shape = (n,) if shape is None else shape
-    y = draw(spec.y_domain, rng, shape)
+    y = draw(spec.example_y_domain or spec.y_domain, rng, shape)
     if spec.p_domain == "unit":
         p = np.clip(rng.uniform(0.0, 1.0, shape), 1e-6, 1 - 1e-6)
     else:

@@ -47,12 +47,22 @@ class Loss:
         be = _resolve_backend(backend, y_true, y_pred)
         return be, v.prepare(y_true, y_pred, sample_weight)
 
+    def _check_reduction(self, reduction):
+        if reduction not in self.spec.extra_reductions:
+            v.check_reduction(reduction, self.spec.extra_reductions)
+
     def _denominator(self, be, x, reduction):
-        """What the reduced loss is divided by: 1 for a sum, count or sum(w) for a mean."""
+        """What the reduced loss is divided by: 1 for a sum, count or sum(w) for a mean.
+
+        "batchmean" divides by the first dimension (or the sum of the row weights).
+        """
         if x.w is not None:
             total, negative = be.weight_stats(x.w)
             if negative:
                 raise ValueError(f"sample_weight must be >= 0; it has {negative} negative value(s)")
+        if reduction == "batchmean":
+            rows = x.shape[0] if x.shape else 1
+            return float(rows) if x.w is None else total * rows / x.size if x.size else 0.0
         if reduction != "mean":
             return 1.0
         return float(x.size) if x.w is None else total
@@ -79,10 +89,11 @@ class Loss:
     def __call__(self, y_true, y_pred, *, sample_weight=None, reduction="mean", backend=None):
         """The loss: a float for "mean" and "sum", an array of y_pred's shape for "none"."""
         if reduction not in v.REDUCTIONS:
-            v.check_reduction(reduction)
+            self._check_reduction(reduction)
         be = _resolve_backend(backend, y_true, y_pred)
         x = v.prepare(y_true, y_pred, sample_weight)
-        denom = float(x.size) if x.w is None else self._denominator(be, x, reduction)
+        denom = (float(x.size) if x.w is None and reduction == "mean"
+                 else self._denominator(be, x, reduction))
         if reduction == "none":
             buf = np.empty(x.size, x.kernel_dtype)
             self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, buf), x)
@@ -116,7 +127,7 @@ class Loss:
 
     def grad(self, y_true, y_pred, *, sample_weight=None, reduction="mean", out=None, backend=None):
         """d(reduced loss)/d(y_pred); for reduction="none", the elementwise (weighted) derivative."""
-        v.check_reduction(reduction)
+        self._check_reduction(reduction)
         be, x = self._prepare(y_true, y_pred, sample_weight, backend)
         out, buf = self._buffer(out, x)
         denom = self._denominator(be, x, reduction)
@@ -127,7 +138,7 @@ class Loss:
     def value_and_grad(self, y_true, y_pred, *, sample_weight=None, reduction="mean", out=None,
                        backend=None):
         """(value, grad) from one fused pass over the data."""
-        v.check_reduction(reduction)
+        self._check_reduction(reduction)
         be, x = self._prepare(y_true, y_pred, sample_weight, backend)
         out, buf = self._buffer(out, x)
         denom = self._denominator(be, x, reduction)

@@ -50,6 +50,8 @@ def _torch_table():
             x, y, reduction=reduction),
         "binary_cross_entropy_with_logits": bce_logits,
         "sigmoid_focal": focal,
+        "kl_div": lambda x, y, reduction, log_target=False: F.kl_div(
+            x, y, reduction=reduction, log_target=log_target),
         "log_cosh": lambda x, y, reduction: _reduce(torch.log(torch.cosh(x - y)), reduction),
         "pinball": lambda x, y, reduction, quantile=0.5: _reduce(
             torch.maximum(quantile * (y - x), (quantile - 1) * (y - x)), reduction),

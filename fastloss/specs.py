@@ -58,6 +58,10 @@ class LossSpec:
     reference: str = ""
     # Parameter values other than the defaults that the test suite also runs.
     test_params: tuple = field(default_factory=tuple)
+    # Reductions beyond "mean", "sum" and "none" (kl_div's "batchmean").
+    extra_reductions: tuple = ()
+    # The domain example inputs draw y_true from, when narrower than y_domain.
+    example_y_domain: str = ""
 
     def resolve_params(self, given):
         """Validated parameters in declaration order, as a dict."""
@@ -237,6 +241,20 @@ register(LossSpec(
     reference="torch.nn.functional.binary_cross_entropy_with_logits "
               "(pos_weight a scalar here).",
     test_params=({"pos_weight": 3.0},),
+))
+register(LossSpec(
+    name="kl_div",
+    summary="Kullback-Leibler divergence of y_pred (log-probabilities) from y_true.",
+    formula="l = y (log y - p), 0 where y = 0 (xlogy), NaN for y < 0;\n"
+            "with log_target=True, y holds log-probabilities: l = e^y (y - p)",
+    params=(Param("log_target", False, lambda v: isinstance(v, bool), "True or False",
+                  convert=bool),),
+    hessian_note="0 (linear in y_pred).",
+    reference="torch.nn.functional.kl_div (reduction 'batchmean' divides the sum by the "
+              "first dimension).",
+    test_params=({"log_target": True},),
+    extra_reductions=("batchmean",),
+    example_y_domain="unit",
 ))
 register(LossSpec(
     name="sigmoid_focal",

@@ -123,3 +123,32 @@ def test_matches_sklearn_private_losses(name, rng):
     np.testing.assert_allclose(g, factor * sk_grad, rtol=1e-12, atol=1e-14)
     if name not in ("mae", "pinball"):           # scikit-learn's Hessian there is 1 by convention
         np.testing.assert_allclose(h, factor * sk_hess, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("log_target", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_kl_div_batchmean_matches_pytorch(log_target, weighted, rng):
+    x = np.log(rng.dirichlet(np.ones(6), 25))
+    y = rng.dirichlet(np.ones(6), 25)
+    y[0, :2] = 0.0
+    if log_target:
+        y = np.log(y + 1e-4)
+    w = weights(25, rng) if weighted else None
+    value, grad = fl.get("kl_div", log_target=log_target).value_and_grad(
+        y, x, sample_weight=w, reduction="batchmean")
+    xt = torch.tensor(x, requires_grad=True)
+    elementwise = F.kl_div(xt, torch.tensor(y), reduction="none", log_target=log_target)
+    if w is None:
+        total = elementwise.sum() / 25
+    else:
+        total = (elementwise * torch.tensor(w)[:, None]).sum() / float(np.sum(w))
+    total.backward()
+    np.testing.assert_allclose(value, total.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_batchmean_is_only_for_kl_div():
+    with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sum', 'none', got 'batchmean'"):
+        fl.mse([1.0], [2.0], reduction="batchmean")
+    assert fl.kl_div([[0.5, 0.5]], [[-0.7, -0.7]], reduction="batchmean") == pytest.approx(
+        2 * 0.5 * (np.log(0.5) + 0.7))

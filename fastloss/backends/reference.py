@@ -125,6 +125,22 @@ def poisson_nll_hess(y, p, full):
     return np.exp(p) + 0 * y
 
 
+def kl_div_value(y, p, log_target):
+    if log_target:
+        return np.exp(y) * (y - p)
+    safe = np.where(y > 0, y, 1.0)
+    xlogy = np.where(y > 0, y * np.log(safe), np.where(y == 0, 0.0, np.nan))
+    return xlogy - y * p
+
+
+def kl_div_grad(y, p, log_target):
+    return (-np.exp(y) if log_target else -y) + 0 * p
+
+
+def kl_div_hess(y, p, log_target):
+    return 0 * (y + p)
+
+
 def _signed(y):
     return np.where(y > 0, 1.0, -1.0) + 0 * y
 
@@ -236,7 +252,7 @@ def invalid_mask(name, y, p):
 def _params(name, theta):
     params = {}
     for param, value in zip(REGISTRY[name].params, theta):
-        if param.name == "full":
+        if param.name in ("full", "log_target"):
             value = bool(value)
         params[param.name] = value
     return params

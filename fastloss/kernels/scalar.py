@@ -9,6 +9,7 @@ the stable forms below are kept as written.  Transcendental functions come from
 """
 import math
 
+import numpy as np
 from numba import njit
 
 from . import fmath
@@ -168,6 +169,26 @@ def poisson_nll_grad(y, p, th):
 @jit
 def poisson_nll_hess(y, p, th):
     return fmath.fexp(p) + 0.0 * y
+
+
+# -- divergences ---------------------------------------------------------------
+
+@jit
+def kl_div_value(y, p, th):
+    log_target = th[0] != 0.0
+    with_log_target = fmath.fexp(y) * (y - p)
+    ylogy = y * fmath.flog(y) if y > 0.0 else (0.0 if y == 0.0 else np.nan)
+    return with_log_target if log_target else ylogy - y * p
+
+
+@jit
+def kl_div_grad(y, p, th):
+    return (-fmath.fexp(y) if th[0] != 0.0 else -y) + 0.0 * p
+
+
+@jit
+def kl_div_hess(y, p, th):
+    return 0.0 * (y + p)
 
 
 # -- margin losses (y in {-1, 0, +1}, 0 read as -1) -------------------------
