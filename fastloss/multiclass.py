@@ -417,3 +417,90 @@ def nll(y_true, log_probs, *, class_weight=None, ignore_index=-100, sample_weigh
 
 nll.__doc__ = NLL.__doc__
 LOSSES["nll"] = NLL
+
+
+class MultiMargin:
+    """Multi-class margin (hinge) loss over scores, as ``torch.nn.functional.multi_margin_loss``.
+
+    l_i = w[t_i] / C * sum_{j != t_i} max(0, margin - x[i, t_i] + x[i, j])^p, p in {1, 2};
+    the mean divides by N (PyTorch's convention).  Labels must lie in [0, C).
+    """
+
+    name = "multi_margin"
+
+    def __init__(self, p=1, margin=1.0, class_weight=None):
+        if p not in (1, 2) or isinstance(p, bool):
+            raise ValueError(f"multi_margin: p must be 1 or 2, got {p!r}")
+        if isinstance(margin, (bool, str)) or not np.isscalar(margin) or not np.isfinite(margin):
+            raise ValueError(f"multi_margin: margin must be a finite number, got {margin!r}")
+        # labels are validated with no ignore_index: every row counts
+        self._ce = CrossEntropy(class_weight=class_weight, ignore_index=-(1 << 62))
+        self.params = {"p": int(p), "margin": float(margin), "class_weight": class_weight}
+
+    def _run(self, y_true, scores, sample_weight, reduction, backend, want_grad, out=None):
+        v.check_reduction(reduction)
+        name, x, labels, targets, w, dtype = self._ce._prepare(y_true, scores, sample_weight,
+                                                              backend)
+        if labels is None:
+            raise ValueError("multi_margin: y_true must be integer class labels of shape (N,)")
+        N = x.shape[0]
+        denom = float(N) if w is None else float(np.sum(w))
+        scale = (1.0 / denom if denom else float("nan")) if reduction == "mean" else 1.0
+        out = v.check_out(out, x.shape, dtype) if want_grad else None
+        grad = None
+        p = self.params
+        if name == "numpy":
+            from .backends.reference import multi_margin_rows
+            rows, g = multi_margin_rows(x, labels, self._ce.class_weight, w, p["p"], p["margin"])
+            if want_grad:
+                grad = (g * scale).astype(dtype)
+        else:
+            from .backends.cpu import apply_num_threads
+            from .kernels.margin import multi_margin_rows
+            apply_num_threads()
+            rows = np.empty(N)
+            if want_grad:
+                grad = np.empty(x.shape, x.dtype)
+            multi_margin_rows(x, labels, self._ce.class_weight, w, p["p"], p["margin"],
+                              float(scale), grad, rows)
+        value = self._ce._reduce(rows, denom, reduction)
+        if reduction == "none":
+            value = value.astype(dtype)
+        if want_grad and out is not None:
+            out[...] = grad
+            grad = out
+        return value, grad
+
+    def __call__(self, y_true, scores, *, sample_weight=None, reduction="mean", backend=None):
+        return self._run(y_true, scores, sample_weight, reduction, backend, False)[0]
+
+    value = __call__
+
+    def value_and_grad(self, y_true, scores, *, sample_weight=None, reduction="mean", out=None,
+                       backend=None):
+        return self._run(y_true, scores, sample_weight, reduction, backend, True, out)
+
+    def grad(self, y_true, scores, *, sample_weight=None, reduction="mean", out=None, backend=None):
+        return self._run(y_true, scores, sample_weight, reduction, backend, True, out)[1]
+
+    def grad_hess(self, y_true, scores, *, sample_weight=None, out=None, backend=None):
+        """Gradient ("sum" convention) and the diagonal Hessian (0 for p = 1)."""
+        if self.params["p"] != 1:
+            raise ValueError("multi_margin.grad_hess is implemented for p = 1 only")
+        gout, hout = (None, None) if out is None else out
+        g = self.grad(y_true, scores, sample_weight=sample_weight, reduction="sum", out=gout,
+                      backend=backend)
+        h = np.zeros_like(g) if hout is None else hout
+        if hout is not None:
+            v.check_out(hout, g.shape, g.dtype, "out[1]")[...] = 0
+        return g, h
+
+
+def multi_margin(y_true, scores, *, p=1, margin=1.0, class_weight=None, sample_weight=None,
+                 reduction="mean", backend=None):
+    return MultiMargin(p, margin, class_weight)(y_true, scores, sample_weight=sample_weight,
+                                                reduction=reduction, backend=backend)
+
+
+multi_margin.__doc__ = MultiMargin.__doc__
+LOSSES["multi_margin"] = MultiMargin

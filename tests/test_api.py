@@ -15,7 +15,7 @@ from .conftest import loss_name, sample
 
 
 def test_every_registered_loss_is_a_public_function():
-    assert fl.available() == sorted([*REGISTRY, "cross_entropy", "linear_cross_entropy", "nll"])
+    assert fl.available() == sorted([*REGISTRY, "cross_entropy", "linear_cross_entropy", "multi_margin", "nll"])
     for name in REGISTRY:
         f = getattr(fl, name)
         assert f.__name__ == name

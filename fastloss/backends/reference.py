@@ -360,3 +360,20 @@ def cross_entropy_diag_hess(x, labels, targets, class_weight, sample_weight, ign
     b = _ce_target_weights(labels, targets, class_weight, ignore_index, eps, C)
     r = np.ones(N) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     return (r * b.sum(axis=1))[:, None] * p * (1 - p)
+
+
+def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin):
+    """F.multi_margin_loss per row (N,) and the gradient of the summed rows (N, C)."""
+    x = np.asarray(x, dtype=np.float64)
+    N, C = x.shape
+    rows = np.arange(N)
+    h = np.maximum(0.0, margin - x[rows, labels][:, None] + x)
+    h[rows, labels] = 0.0
+    w = np.ones(N) if class_weight is None else np.asarray(class_weight, dtype=np.float64)[labels]
+    if sample_weight is not None:
+        w = w * np.asarray(sample_weight, dtype=np.float64)
+    terms = h if power == 1 else h ** 2
+    slopes = (h > 0).astype(float) if power == 1 else 2 * h
+    grad = (w / C)[:, None] * slopes
+    grad[rows, labels] = -grad.sum(axis=1)
+    return w / C * terms.sum(axis=1), grad
