@@ -504,3 +504,77 @@ def multi_margin(y_true, scores, *, p=1, margin=1.0, class_weight=None, sample_w
 
 multi_margin.__doc__ = MultiMargin.__doc__
 LOSSES["multi_margin"] = MultiMargin
+
+
+class SoftmaxFocal:
+    """Softmax focal loss over logits: l_i = -(1 - p_t)^gamma log p_t, p = softmax(x_i).
+
+    Lin et al. (2017) applied to a softmax; gamma = 0 is the cross-entropy.
+    log p_t comes from the streaming log-sum-exp and 1 - p_t from expm1, so
+    values and gradients stay finite at saturation for any gamma >= 0.  The
+    mean divides by N (or the sum of sample weights).  Labels must lie in [0, C).
+    """
+
+    name = "softmax_focal"
+
+    def __init__(self, gamma=2.0):
+        if isinstance(gamma, (bool, str)) or not np.isscalar(gamma) or not (
+                np.isfinite(gamma) and gamma >= 0):
+            raise ValueError(f"softmax_focal: gamma must be a finite number >= 0, got {gamma!r}")
+        self._ce = CrossEntropy(ignore_index=-(1 << 62))      # labels in [0, C), none ignored
+        self.params = {"gamma": float(gamma)}
+
+    def _run(self, y_true, logits, sample_weight, reduction, backend, want_grad, out=None):
+        v.check_reduction(reduction)
+        name, x, labels, targets, w, dtype = self._ce._prepare(y_true, logits, sample_weight,
+                                                              backend)
+        if labels is None:
+            raise ValueError("softmax_focal: y_true must be integer class labels of shape (N,)")
+        N = x.shape[0]
+        denom = float(N) if w is None else float(np.sum(w))
+        scale = (1.0 / denom if denom else float("nan")) if reduction == "mean" else 1.0
+        out = v.check_out(out, x.shape, dtype) if want_grad else None
+        gamma = self.params["gamma"]
+        grad = None
+        if name == "numpy":
+            from .backends.reference import softmax_focal_rows
+            rows, g = softmax_focal_rows(x, labels, w, gamma)
+            if want_grad:
+                grad = (g * scale).astype(dtype)
+        else:
+            from .backends.cpu import apply_num_threads
+            from .kernels.softmax import softmax_focal_rows
+            apply_num_threads()
+            rows = np.empty(N)
+            if want_grad:
+                grad = np.empty(x.shape, x.dtype)
+            softmax_focal_rows(x, labels, w, gamma, float(scale), grad, rows)
+        value = self._ce._reduce(rows, denom, reduction)
+        if reduction == "none":
+            value = value.astype(dtype)
+        if want_grad and out is not None:
+            out[...] = grad
+            grad = out
+        return value, grad
+
+    def __call__(self, y_true, logits, *, sample_weight=None, reduction="mean", backend=None):
+        return self._run(y_true, logits, sample_weight, reduction, backend, False)[0]
+
+    value = __call__
+
+    def value_and_grad(self, y_true, logits, *, sample_weight=None, reduction="mean", out=None,
+                       backend=None):
+        return self._run(y_true, logits, sample_weight, reduction, backend, True, out)
+
+    def grad(self, y_true, logits, *, sample_weight=None, reduction="mean", out=None, backend=None):
+        return self._run(y_true, logits, sample_weight, reduction, backend, True, out)[1]
+
+
+def softmax_focal(y_true, logits, *, gamma=2.0, sample_weight=None, reduction="mean",
+                  backend=None):
+    return SoftmaxFocal(gamma)(y_true, logits, sample_weight=sample_weight, reduction=reduction,
+                               backend=backend)
+
+
+softmax_focal.__doc__ = SoftmaxFocal.__doc__
+LOSSES["softmax_focal"] = SoftmaxFocal

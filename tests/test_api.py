@@ -15,7 +15,8 @@ from .conftest import loss_name, sample
 
 
 def test_every_registered_loss_is_a_public_function():
-    assert fl.available() == sorted([*REGISTRY, "cross_entropy", "linear_cross_entropy", "multi_margin", "nll"])
+    assert fl.available() == sorted([*REGISTRY, "cross_entropy", "linear_cross_entropy", "multi_margin", "nll",
+                                      "softmax_focal"])
     for name in REGISTRY:
         f = getattr(fl, name)
         assert f.__name__ == name

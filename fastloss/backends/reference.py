@@ -377,3 +377,20 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin):
     grad = (w / C)[:, None] * slopes
     grad[rows, labels] = -grad.sum(axis=1)
     return w / C * terms.sum(axis=1), grad
+
+
+def softmax_focal_rows(x, labels, sample_weight, gamma):
+    """-(1 - p_t)^gamma log p_t per row (N,) and the gradient of their sum (N, C)."""
+    x = np.asarray(x, dtype=np.float64)
+    N, C = x.shape
+    logp = _log_softmax(x)
+    lp = logp[np.arange(N), labels]
+    q = -np.expm1(lp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qg = np.ones(N) if gamma == 0 else np.where(q > 0, q ** gamma, 0.0)
+        ratio = np.where(q > 1e-300, lp / q, -1.0)
+    r = np.ones(N) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    a = r * qg * (gamma * np.exp(lp) * ratio - 1.0)
+    onehot = np.zeros((N, C))
+    onehot[np.arange(N), labels] = 1.0
+    return -r * qg * lp, a[:, None] * (onehot - np.exp(logp))

@@ -191,3 +191,37 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
                 pj = fmath.exp_in_precision_of(_logit(x, i, j, cap) - m_x, x[i, j]) * inv_total
                 b = _weight(class_weight, j) * ((1.0 - eps) * np.float64(targets[i, j]) + eps / C)
                 out[i, j] = (k * pj - scale * r * b) * _cap_slope(xj, cap)
+
+
+@njit(inline="always", error_model="numpy")
+def focal_factors(lp, gamma):
+    """(q^gamma, A) for log p_t = lp, q = 1 - p_t, with d l / d x_j = A (delta_tj - p_j).
+
+    l = -q^gamma lp, so A = q^gamma (gamma p_t lp / q - 1); lp / q tends to -1 as
+    q -> 0, which keeps A finite for any gamma >= 0 (q^(gamma - 1) alone is not).
+    """
+    q = -fmath.fexpm1(lp)
+    qg = 1.0 if gamma == 0.0 else (fmath.fexp(gamma * fmath.flog(q)) if q > 0.0 else 0.0)
+    ratio = lp / q if q > 1e-300 else -1.0
+    return qg, qg * (gamma * fmath.fexp(lp) * ratio - 1.0)
+
+
+@njit(parallel=True, **_OPTIONS)
+def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, row_loss):
+    """Softmax focal loss -(1 - p_t)^gamma log p_t per row; gradient times ``scale``."""
+    N, C = x.shape
+    for i in prange(N):
+        t = labels[i]
+        m, total = _row_max_sum(x, i, None)
+        lp = np.float64(x[i, t]) - (m + fmath.flog(total))
+        r = _weight(sample_weight, i)
+        qg, a = focal_factors(lp, gamma)
+        row_loss[i] = -r * qg * lp
+        if out is not None:
+            k = scale * r * a
+            m_x = fmath.as_type_of(m, x[i, 0])
+            inv_total = 1.0 / total
+            for j in range(np.uint64(0), np.uint64(C)):
+                pj = fmath.exp_in_precision_of(x[i, j] - m_x, x[i, j]) * inv_total
+                out[i, j] = -k * pj
+            out[i, t] += k

@@ -1,0 +1,56 @@
+"""softmax_focal against PyTorch autograd of the textbook formula, and at saturation."""
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def _torch(x, labels, gamma, reduction):
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    lp = F.log_softmax(xt, dim=1)[torch.arange(x.shape[0]), torch.tensor(labels)]
+    loss = -(1 - lp.exp()) ** gamma * lp
+    total = {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction]
+    total.sum().backward()
+    return total.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.5])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_matches_pytorch(gamma, reduction, dtype, backend, rng):
+    x = (rng.normal(size=(40, 11)) * 3).astype(dtype)
+    labels = rng.integers(0, 11, 40)
+    value, grad = fl.get("softmax_focal", gamma=gamma).value_and_grad(
+        labels, x, reduction=reduction, backend=backend)
+    expected, expected_grad = _torch(x.astype(np.float64), labels, gamma, reduction)
+    rtol = 1e-11 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(value, expected, rtol=rtol, atol=1e-300)
+    assert grad.dtype == dtype
+    np.testing.assert_allclose(grad, expected_grad, rtol=rtol, atol=rtol * np.abs(expected_grad).max())
+
+
+@pytest.mark.parametrize("gamma", [0.25, 2.0])
+def test_finite_at_saturation(gamma):
+    x = np.array([[60.0, 0.0, 0.0], [-60.0, 0.0, 0.0], [1e4, -1e4, 0.0], [0.0, 0.0, 0.0]])
+    labels = np.array([0, 0, 0, 2])
+    value, grad = fl.get("softmax_focal", gamma=gamma).value_and_grad(labels, x, reduction="none")
+    assert np.isfinite(value).all() and np.isfinite(grad).all()
+    expected, expected_grad = _torch(x, labels, gamma, "none")
+    np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-300)
+    finite = np.isfinite(expected_grad)            # torch's own gradient may be NaN there
+    np.testing.assert_allclose(grad[finite], expected_grad[finite], rtol=1e-9, atol=1e-300)
+
+
+def test_gamma_zero_is_cross_entropy_and_bad_input(rng):
+    x = rng.normal(size=(20, 5))
+    labels = rng.integers(0, 5, 20)
+    assert fl.softmax_focal(labels, x, gamma=0.0) == pytest.approx(fl.cross_entropy(labels, x),
+                                                                   rel=1e-14)
+    with pytest.raises(ValueError, match="gamma"):
+        fl.get("softmax_focal", gamma=-1.0)
+    with pytest.raises(ValueError, match="row 3 has 5"):
+        fl.softmax_focal(np.array([0, 1, 2, 5] + [0] * 16), x)
