@@ -92,3 +92,34 @@ def test_fused_equals_separate(name, n, seed):
         value, grad = loss.value_and_grad(y, p)
         np.testing.assert_allclose(value, loss(y, p), rtol=1e-13)
     np.testing.assert_array_equal(grad, loss.grad(y, p))
+
+
+@st.composite
+def softmax_problems(draw):
+    N = draw(st.integers(0, 6))
+    C = draw(st.integers(1, 300))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    x = draw(hnp.arrays(dtype, (N, C), elements=st.floats(-1e4, 1e4, width=32)))
+    labels = draw(hnp.arrays(np.int64, (N,), elements=st.integers(0, C - 1)))
+    smoothing = draw(st.sampled_from([0.0, 0.1]))
+    reduction = draw(st.sampled_from(["mean", "sum", "none"]))
+    return x, labels, smoothing, reduction
+
+
+@SETTINGS
+@given(softmax_problems())
+def test_cross_entropy_matches_reference_on_random_shapes(problem):
+    x, labels, smoothing, reduction = problem
+    loss = fl.get("cross_entropy", label_smoothing=smoothing)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # mean of N = 0
+        value, grad = loss.value_and_grad(labels, x, reduction=reduction)
+        expected, expected_grad = loss.value_and_grad(labels, x.astype(np.float64),
+                                                      reduction=reduction, backend="numpy")
+    assert grad.shape == x.shape and grad.dtype == x.dtype
+    assert np.isfinite(grad).all()
+    rtol = 1e-11 if x.dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(value, expected, rtol=rtol, atol=1e-300)
+    np.testing.assert_allclose(grad, expected_grad, rtol=rtol,
+                               atol=rtol * (np.abs(expected_grad).max() if grad.size else 0))

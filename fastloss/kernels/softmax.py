@@ -139,7 +139,6 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
         lse = m + fmath.flog(total)
         r = _weight(sample_weight, i)
         wt = _weight(class_weight, t)
-        slope_t = _cap_slope(np.float64(x[i, t]), cap)    # read before out (maybe x) is written
         a = (1.0 - eps) * wt                              # the target's total weight
         bx = a * _capped(np.float64(x[i, t]), cap)        # sum_j b_j x_j
         if eps != 0.0:
@@ -158,11 +157,14 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
             m_x = fmath.as_type_of(m, _logit(x, i, 0, cap))
             inv_total = 1.0 / total
             smooth = scale * r * eps / C
+            # the target's own term is folded in before the store, so a float32
+            # gradient is rounded once (and is exactly 0 where it should be)
+            hit = scale * r * (1.0 - eps) * wt
             for j in range(np.uint64(0), np.uint64(C)):
                 xj = np.float64(x[i, j])
                 pj = fmath.exp_in_precision_of(_logit(x, i, j, cap) - m_x, x[i, j]) * inv_total
-                out[i, j] = (k * pj - smooth * _weight(class_weight, j)) * _cap_slope(xj, cap)
-            out[i, t] -= scale * r * (1.0 - eps) * wt * slope_t
+                g = k * pj - smooth * _weight(class_weight, j) - (hit if j == t else 0.0)
+                out[i, j] = g * _cap_slope(xj, cap)
 
 
 @njit(parallel=True, **_OPTIONS)
@@ -223,5 +225,4 @@ def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, row_loss):
             inv_total = 1.0 / total
             for j in range(np.uint64(0), np.uint64(C)):
                 pj = fmath.exp_in_precision_of(x[i, j] - m_x, x[i, j]) * inv_total
-                out[i, j] = -k * pj
-            out[i, t] += k
+                out[i, j] = k * ((1.0 if j == t else 0.0) - pj)
