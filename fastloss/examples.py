@@ -20,7 +20,7 @@ def draw(domain, rng, shape, scale=3.0):
         return np.where(edge, np.round(u), u)
     if domain == "nonneg":
         return rng.poisson(2.0, shape).astype(np.float64)
-    return rng.normal(0.0, scale, shape)
+    return rng.standard_normal(shape, dtype=np.float32) * np.float32(scale)
 
 
 def inputs(name, n, rng, dtype=np.float64, shape=None):
