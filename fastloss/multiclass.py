@@ -419,50 +419,40 @@ nll.__doc__ = NLL.__doc__
 LOSSES["nll"] = NLL
 
 
-class MultiMargin:
-    """Multi-class margin (hinge) loss over scores, as ``torch.nn.functional.multi_margin_loss``.
+class _LabelRowLoss:
+    """A loss per row of scores with integer labels in [0, C) (none ignored).
 
-    l_i = w[t_i] / C * sum_{j != t_i} max(0, margin - x[i, t_i] + x[i, j])^p, p in {1, 2};
-    the mean divides by N (PyTorch's convention).  Labels must lie in [0, C).
+    Subclasses give ``name``, ``params`` and two row functions: ``_reference``
+    (NumPy: per-row losses and the gradient of their sum) and ``_kernel``
+    (Numba: fills the per-row losses and, if given, the gradient times scale).
+    The mean divides by N, or by the sum of the sample weights.
     """
 
-    name = "multi_margin"
-
-    def __init__(self, p=1, margin=1.0, class_weight=None):
-        if p not in (1, 2) or isinstance(p, bool):
-            raise ValueError(f"multi_margin: p must be 1 or 2, got {p!r}")
-        if isinstance(margin, (bool, str)) or not np.isscalar(margin) or not np.isfinite(margin):
-            raise ValueError(f"multi_margin: margin must be a finite number, got {margin!r}")
-        # labels are validated with no ignore_index: every row counts
+    def __init__(self, class_weight=None):
+        # labels validated as cross_entropy does, with an ignore_index no label can take
         self._ce = CrossEntropy(class_weight=class_weight, ignore_index=-(1 << 62))
-        self.params = {"p": int(p), "margin": float(margin), "class_weight": class_weight}
 
     def _run(self, y_true, scores, sample_weight, reduction, backend, want_grad, out=None):
         v.check_reduction(reduction)
-        name, x, labels, targets, w, dtype = self._ce._prepare(y_true, scores, sample_weight,
-                                                              backend)
+        name, x, labels, _, w, dtype = self._ce._prepare(y_true, scores, sample_weight, backend)
         if labels is None:
-            raise ValueError("multi_margin: y_true must be integer class labels of shape (N,)")
+            raise ValueError(f"{self.name}: y_true must be integer class labels of shape (N,)")
         N = x.shape[0]
         denom = float(N) if w is None else float(np.sum(w))
         scale = (1.0 / denom if denom else float("nan")) if reduction == "mean" else 1.0
         out = v.check_out(out, x.shape, dtype) if want_grad else None
         grad = None
-        p = self.params
         if name == "numpy":
-            from .backends.reference import multi_margin_rows
-            rows, g = multi_margin_rows(x, labels, self._ce.class_weight, w, p["p"], p["margin"])
+            rows, g = self._reference(x, labels, w)
             if want_grad:
                 grad = (g * scale).astype(dtype)
         else:
             from .backends.cpu import apply_num_threads
-            from .kernels.margin import multi_margin_rows
             apply_num_threads()
             rows = np.empty(N)
             if want_grad:
                 grad = np.empty(x.shape, x.dtype)
-            multi_margin_rows(x, labels, self._ce.class_weight, w, p["p"], p["margin"],
-                              float(scale), grad, rows)
+            self._kernel(x, labels, w, float(scale), grad, rows)
         value = self._ce._reduce(rows, denom, reduction)
         if reduction == "none":
             value = value.astype(dtype)
@@ -482,6 +472,34 @@ class MultiMargin:
 
     def grad(self, y_true, scores, *, sample_weight=None, reduction="mean", out=None, backend=None):
         return self._run(y_true, scores, sample_weight, reduction, backend, True, out)[1]
+
+
+class MultiMargin(_LabelRowLoss):
+    """Multi-class margin (hinge) loss over scores, as ``torch.nn.functional.multi_margin_loss``.
+
+    l_i = w[t_i] / C * sum_{j != t_i} max(0, margin - x[i, t_i] + x[i, j])^p, p in {1, 2};
+    the mean divides by N (PyTorch's convention).  Labels must lie in [0, C).
+    """
+
+    name = "multi_margin"
+
+    def __init__(self, p=1, margin=1.0, class_weight=None):
+        if p not in (1, 2) or isinstance(p, bool):
+            raise ValueError(f"multi_margin: p must be 1 or 2, got {p!r}")
+        if isinstance(margin, (bool, str)) or not np.isscalar(margin) or not np.isfinite(margin):
+            raise ValueError(f"multi_margin: margin must be a finite number, got {margin!r}")
+        super().__init__(class_weight)
+        self.params = {"p": int(p), "margin": float(margin), "class_weight": class_weight}
+
+    def _reference(self, x, labels, w):
+        from .backends.reference import multi_margin_rows
+        return multi_margin_rows(x, labels, self._ce.class_weight, w, self.params["p"],
+                                 self.params["margin"])
+
+    def _kernel(self, x, labels, w, scale, grad, rows):
+        from .kernels.margin import multi_margin_rows
+        multi_margin_rows(x, labels, self._ce.class_weight, w, self.params["p"],
+                          self.params["margin"], scale, grad, rows)
 
     def grad_hess(self, y_true, scores, *, sample_weight=None, out=None, backend=None):
         """Gradient ("sum" convention) and the diagonal Hessian (0 for p = 1)."""
@@ -506,7 +524,7 @@ multi_margin.__doc__ = MultiMargin.__doc__
 LOSSES["multi_margin"] = MultiMargin
 
 
-class SoftmaxFocal:
+class SoftmaxFocal(_LabelRowLoss):
     """Softmax focal loss over logits: l_i = -(1 - p_t)^gamma log p_t, p = softmax(x_i).
 
     Lin et al. (2017) applied to a softmax; gamma = 0 is the cross-entropy.
@@ -521,53 +539,16 @@ class SoftmaxFocal:
         if isinstance(gamma, (bool, str)) or not np.isscalar(gamma) or not (
                 np.isfinite(gamma) and gamma >= 0):
             raise ValueError(f"softmax_focal: gamma must be a finite number >= 0, got {gamma!r}")
-        self._ce = CrossEntropy(ignore_index=-(1 << 62))      # labels in [0, C), none ignored
+        super().__init__()
         self.params = {"gamma": float(gamma)}
 
-    def _run(self, y_true, logits, sample_weight, reduction, backend, want_grad, out=None):
-        v.check_reduction(reduction)
-        name, x, labels, targets, w, dtype = self._ce._prepare(y_true, logits, sample_weight,
-                                                              backend)
-        if labels is None:
-            raise ValueError("softmax_focal: y_true must be integer class labels of shape (N,)")
-        N = x.shape[0]
-        denom = float(N) if w is None else float(np.sum(w))
-        scale = (1.0 / denom if denom else float("nan")) if reduction == "mean" else 1.0
-        out = v.check_out(out, x.shape, dtype) if want_grad else None
-        gamma = self.params["gamma"]
-        grad = None
-        if name == "numpy":
-            from .backends.reference import softmax_focal_rows
-            rows, g = softmax_focal_rows(x, labels, w, gamma)
-            if want_grad:
-                grad = (g * scale).astype(dtype)
-        else:
-            from .backends.cpu import apply_num_threads
-            from .kernels.softmax import softmax_focal_rows
-            apply_num_threads()
-            rows = np.empty(N)
-            if want_grad:
-                grad = np.empty(x.shape, x.dtype)
-            softmax_focal_rows(x, labels, w, gamma, float(scale), grad, rows)
-        value = self._ce._reduce(rows, denom, reduction)
-        if reduction == "none":
-            value = value.astype(dtype)
-        if want_grad and out is not None:
-            out[...] = grad
-            grad = out
-        return value, grad
+    def _reference(self, x, labels, w):
+        from .backends.reference import softmax_focal_rows
+        return softmax_focal_rows(x, labels, w, self.params["gamma"])
 
-    def __call__(self, y_true, logits, *, sample_weight=None, reduction="mean", backend=None):
-        return self._run(y_true, logits, sample_weight, reduction, backend, False)[0]
-
-    value = __call__
-
-    def value_and_grad(self, y_true, logits, *, sample_weight=None, reduction="mean", out=None,
-                       backend=None):
-        return self._run(y_true, logits, sample_weight, reduction, backend, True, out)
-
-    def grad(self, y_true, logits, *, sample_weight=None, reduction="mean", out=None, backend=None):
-        return self._run(y_true, logits, sample_weight, reduction, backend, True, out)[1]
+    def _kernel(self, x, labels, w, scale, grad, rows):
+        from .kernels.softmax import softmax_focal_rows
+        softmax_focal_rows(x, labels, w, self.params["gamma"], scale, grad, rows)
 
 
 def softmax_focal(y_true, logits, *, gamma=2.0, sample_weight=None, reduction="mean",
