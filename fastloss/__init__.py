@@ -10,6 +10,7 @@ compiled on first use and cached on disk.
 import inspect
 
 from ._config import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
+from .accumulate import Accumulator
 from .backends import available as available_backends
 from .loss import Loss, available, get
 from .multiclass import cross_entropy, linear_cross_entropy, multi_margin, nll, softmax_focal
@@ -17,7 +18,7 @@ from .specs import REGISTRY
 
 __version__ = "0.1.0"
 
-__all__ = ["Loss", "available", "available_backends", "get", "get_backend", "get_num_threads",
+__all__ = ["Accumulator", "Loss", "available", "available_backends", "get", "get_backend", "get_num_threads",
            "set_backend", "set_num_threads", "use_backend", "cross_entropy", "linear_cross_entropy", "multi_margin", "nll",
            "softmax_focal",
            *REGISTRY]

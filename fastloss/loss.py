@@ -107,6 +107,22 @@ class Loss:
 
     value = __call__
 
+    def partial(self, y_true, y_pred, *, sample_weight=None, reduction="mean", backend=None):
+        """(sum of the weighted losses, the denominator of ``reduction``) over these inputs.
+
+        The state that ``fastloss.Accumulator`` adds up over chunks: the mean
+        over all chunks is the sum of the totals over the sum of the denominators.
+        For "sum" the denominator is the mean's.
+        """
+        self._check_reduction(reduction)
+        if reduction == "none":
+            raise ValueError('partial sums need reduction "mean" or "sum", not "none"')
+        be, x = self._prepare(y_true, y_pred, sample_weight, backend)
+        denom = self._denominator(be, x, "mean" if reduction == "sum" else reduction)
+        total, bad = be.reduce_value(self.name, x.y, x.p, x.w, self._theta)
+        self._check_domain(bad, x)
+        return float(total), float(denom)
+
     def _reduce(self, total, denom, x, reduction):
         if reduction == "sum":
             return float(total)

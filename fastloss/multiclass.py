@@ -43,6 +43,11 @@ def _check_params(class_weight, ignore_index, label_smoothing, z_loss, softcap):
     return None
 
 
+def _check_partial_reduction(reduction):
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f'partial sums need reduction "mean" or "sum", got {reduction!r}')
+
+
 def _backend_name(backend):
     name = _config.get_backend() if backend is None else _config.check_backend(backend)
     if name == "cuda":
@@ -172,6 +177,13 @@ class CrossEntropy:
         return result.astype(dtype) if reduction == "none" else result
 
     value = __call__
+
+    def partial(self, y_true, logits, *, sample_weight=None, reduction="mean", backend=None):
+        """(sum of the row losses, the mean's denominator): see ``fastloss.Loss.partial``."""
+        _check_partial_reduction(reduction)
+        backend, x, labels, targets, w, _ = self._prepare(y_true, logits, sample_weight, backend)
+        denom = self._denominator(labels, targets, w, x.shape[0])
+        return float(np.sum(self._run(backend, x, labels, targets, w, 1.0, None))), denom
 
     def value_and_grad(self, y_true, logits, *, sample_weight=None, reduction="mean", out=None,
                        backend=None):
@@ -379,6 +391,12 @@ class NLL:
 
     value = __call__
 
+    def partial(self, y_true, log_probs, *, sample_weight=None, reduction="mean", backend=None):
+        """(sum of the row losses, the mean's denominator): see ``fastloss.Loss.partial``."""
+        _check_partial_reduction(reduction)
+        *_, rows, denom, _ = self._rows(y_true, log_probs, sample_weight, backend)
+        return float(np.sum(rows)), denom
+
     def value_and_grad(self, y_true, log_probs, *, sample_weight=None, reduction="mean", out=None,
                        backend=None):
         v.check_reduction(reduction)
@@ -433,7 +451,8 @@ class _LabelRowLoss:
         self._ce = CrossEntropy(class_weight=class_weight, ignore_index=-(1 << 62))
 
     def _run(self, y_true, scores, sample_weight, reduction, backend, want_grad, out=None):
-        v.check_reduction(reduction)
+        if reduction != "partial":
+            v.check_reduction(reduction)
         name, x, labels, _, w, dtype = self._ce._prepare(y_true, scores, sample_weight, backend)
         if labels is None:
             raise ValueError(f"{self.name}: y_true must be integer class labels of shape (N,)")
@@ -453,6 +472,8 @@ class _LabelRowLoss:
             if want_grad:
                 grad = np.empty(x.shape, x.dtype)
             self._kernel(x, labels, w, float(scale), grad, rows)
+        if reduction == "partial":
+            return float(np.sum(rows)), denom
         value = self._ce._reduce(rows, denom, reduction)
         if reduction == "none":
             value = value.astype(dtype)
@@ -465,6 +486,11 @@ class _LabelRowLoss:
         return self._run(y_true, scores, sample_weight, reduction, backend, False)[0]
 
     value = __call__
+
+    def partial(self, y_true, scores, *, sample_weight=None, reduction="mean", backend=None):
+        """(sum of the row losses, the mean's denominator): see ``fastloss.Loss.partial``."""
+        _check_partial_reduction(reduction)
+        return self._run(y_true, scores, sample_weight, "partial", backend, False)
 
     def value_and_grad(self, y_true, scores, *, sample_weight=None, reduction="mean", out=None,
                        backend=None):
