@@ -73,3 +73,16 @@ def get_num_threads():
         return _num_threads
     import numba
     return numba.config.NUMBA_NUM_THREADS
+
+
+def choose_fork_safe_threading_layer():
+    """Numba's threading layer, unless the user chose one: TBB where installed, else workqueue.
+
+    Never GNU OpenMP, which is not fork-safe: a child process forked after a
+    parallel kernel ran (multiprocessing pools, process workers) would abort
+    or hang on its first parallel kernel.  Takes effect only before Numba's
+    first parallel launch in this process.
+    """
+    import numba
+    if numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "forksafe"

@@ -1,5 +1,10 @@
-"""The ``fastloss`` command line: ``fastloss bench`` compares fastloss with its peers here."""
+"""The ``fastloss`` command line.
+
+``fastloss bench`` compares fastloss with its peers on this machine;
+``fastloss score`` computes a loss over files larger than memory.
+"""
 import argparse
+import ast
 import json
 import sys
 
@@ -133,8 +138,56 @@ def bench(args):
     return 0
 
 
+def _parse_params(pairs):
+    """{name: value} from ``k=v`` strings; values are Python literals, else strings."""
+    params = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--param takes NAME=VALUE, got {pair!r}")
+        try:
+            params[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            params[key] = text
+    return params
+
+
+def score(args):
+    from .score import score as score_files
+    from .sources import SourceError
+
+    import fastloss as fl
+    try:
+        if args.threads:
+            fl.set_num_threads(args.threads)
+        result = score_files(args.loss, args.y_true, args.y_pred, args.sample_weight,
+                             params=_parse_params(args.param), reduction=args.reduction,
+                             chunk_rows=args.chunk_rows,
+                             progress=not args.quiet and sys.stderr.isatty())
+    except (SourceError, ValueError, TypeError, OSError) as e:
+        print(f"fastloss score: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(repr(result["value"]))
+        if not args.quiet:
+            print(f"{result['count']:,} values, weight sum {result['weight_sum']:.6g}, "
+                  f"{result['seconds']:.2f} s ({result['throughput'] / 1e6:.0f} M values/s, "
+                  f"{result['bytes'] / result['seconds'] / 1e9:.2f} GB/s)", file=sys.stderr)
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line on stderr and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="fastloss", description=__doc__)
+    parser = _Parser(prog="fastloss", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="benchmark fastloss against NumPy, PyTorch and scikit-learn")
     b.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
@@ -145,6 +198,25 @@ def main(argv=None):
     b.add_argument("--no-peers", action="store_true", help="skip PyTorch and scikit-learn")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     b.set_defaults(func=bench)
+    sc = sub.add_parser(
+        "score", help="compute a loss over files larger than memory",
+        description="Stream y_true and y_pred (and sample weights) from files in chunks and "
+                    "print the loss. FILE is .npy (memory-mapped), .npz, .parquet or .csv; "
+                    "FILE:NAME picks a column or npz member. A progress bar shows on a "
+                    "terminal when tqdm is installed.")
+    sc.add_argument("loss", help="loss name, e.g. mse or cross_entropy")
+    sc.add_argument("--y-true", required=True, metavar="FILE[:COL]")
+    sc.add_argument("--y-pred", required=True, metavar="FILE[:COL]")
+    sc.add_argument("--sample-weight", metavar="FILE[:COL]")
+    sc.add_argument("--param", action="append", metavar="NAME=VALUE",
+                    help="a loss parameter (repeatable), e.g. --param delta=2.0")
+    sc.add_argument("--reduction", choices=["mean", "sum", "batchmean"], default="mean")
+    sc.add_argument("--chunk-rows", type=int, help="rows per chunk (default: about 32 MiB)")
+    sc.add_argument("--threads", type=int, help="threads for the kernels")
+    sc.add_argument("--json", action="store_true",
+                    help="print one JSON object: value, count, weight_sum, seconds, throughput")
+    sc.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
+    sc.set_defaults(func=score)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -145,9 +145,21 @@ class Loss:
         """d(reduced loss)/d(y_pred); for reduction="none", the elementwise (weighted) derivative."""
         self._check_reduction(reduction)
         be, x = self._prepare(y_true, y_pred, sample_weight, backend)
-        out, buf = self._buffer(out, x)
         denom = self._denominator(be, x, reduction)
-        scale = self._grad_scale(denom) if x.size else 1.0
+        return self._scaled_grad(be, x, self._grad_scale(denom) if x.size else 1.0, out)
+
+    def scaled_grad(self, y_true, y_pred, scale, *, sample_weight=None, out=None, backend=None):
+        """scale * d(sum of the weighted losses)/d(y_pred), in one pass.
+
+        The gradient of a mean whose denominator comes from elsewhere: the
+        whole data set when these inputs are one chunk of it.
+        """
+        be, x = self._prepare(y_true, y_pred, sample_weight, backend)
+        self._denominator(be, x, "sum")                      # checks the weights
+        return self._scaled_grad(be, x, float(scale), out)
+
+    def _scaled_grad(self, be, x, scale, out):
+        out, buf = self._buffer(out, x)
         self._check_domain(be.grad(self.name, x.y, x.p, x.w, self._theta, scale, buf), x)
         return v.finish_out(buf, out, x.shape, x.out_dtype)
 

@@ -21,6 +21,8 @@ from .. import _config
 from ..kernels import cache, scalar
 from ..specs import REGISTRY
 
+_config.choose_fork_safe_threading_layer()
+
 BLOCK = 4096
 PARALLEL_MIN_SIZE = 1 << 16
 # The kernels are compiled without fast-math: the scalar maths is inlined into
