@@ -18,7 +18,7 @@ from .specs import REGISTRY
 
 __version__ = "0.1.0"
 
-__all__ = ["Accumulator", "Loss", "available", "available_backends", "get", "get_backend", "get_num_threads",
+__all__ = ["Accumulator", "Loss", "custom_loss", "available", "available_backends", "get", "get_backend", "get_num_threads",
            "set_backend", "set_num_threads", "use_backend", "cross_entropy", "linear_cross_entropy", "multi_margin", "nll",
            "softmax_focal",
            *REGISTRY]
@@ -49,3 +49,5 @@ def _loss_function(spec):
 for _spec in REGISTRY.values():
     globals()[_spec.name] = _loss_function(_spec)
 del _spec
+
+from .custom import custom_loss  # noqa: E402  (uses _loss_function)

@@ -62,6 +62,8 @@ class LossSpec:
     extra_reductions: tuple = ()
     # The domain example inputs draw y_true from, when narrower than y_domain.
     example_y_domain: str = ""
+    # Made by fastloss.custom_loss from a user's function (no peer, no textbook reference).
+    custom: bool = False
 
     def resolve_params(self, given):
         """Validated parameters in declaration order, as a dict."""

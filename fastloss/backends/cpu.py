@@ -214,10 +214,20 @@ def kernels(name, parallel):
                     ks = {"weight_stats": _weight_template(parallel)}
                 else:
                     ks = _loss_templates(name, parallel)
+                from ..custom import get_custom
+                custom = get_custom(name)
+                label = name if custom is None else f"{name}-{custom.digest}"
                 for kind, disp in ks.items():
-                    cache.enable(disp, f"{name}-{kind}-{variant}")
+                    cache.enable(disp, f"{label}-{kind}-{variant}")
                 _kernels[key] = ks
     return ks
+
+
+def forget(name):
+    """Drop the kernels of ``name`` (a custom loss redefined with other code)."""
+    with _build_lock:
+        for parallel in (False, True):
+            _kernels.pop((name, parallel), None)
 
 
 # Numba's "workqueue" threading layer must not be entered from two threads at
@@ -235,6 +245,16 @@ def apply_num_threads():
 
 
 def _run(name, kind, size, *args):
+    try:
+        return _run_kernel(name, kind, size, *args)
+    except numba.core.errors.TypingError as e:
+        from ..custom import compile_error, get_custom
+        if get_custom(name) is None:
+            raise
+        raise compile_error(name, e) from None
+
+
+def _run_kernel(name, kind, size, *args):
     global _layer_is_threadsafe
     # The variant depends on the size alone, never on the thread count, so a
     # given input always runs the same compiled code: the same bits.

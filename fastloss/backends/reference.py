@@ -233,7 +233,7 @@ def sigmoid_focal_hess(y, x, alpha, gamma):
 
 
 FORMULAS = {name: tuple(globals()[f"{name}_{part}"] for part in ("value", "grad", "hess"))
-            for name in REGISTRY}
+            for name, spec in REGISTRY.items() if not spec.custom}
 
 DOMAIN_MASKS = {
     "real": lambda v: np.ones(v.shape, bool),
@@ -263,8 +263,51 @@ def evaluate(name, y, p, theta, parts):
     params = _params(name, theta)
     y = np.asarray(y, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
+    formulas = FORMULAS.get(name) or _custom_formulas(name)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return [FORMULAS[name][k](y, p, **params) for k in parts]
+        return [formulas[k](y, p, **params) for k in parts]
+
+
+# -- custom losses: the user's function run in Python, element by element ----------
+
+_CUSTOM_FORMULAS = {}
+
+
+def _custom_formulas(name):
+    """(value, grad, hess) of a custom loss, from its Python function and Python jets.
+
+    Independent of the compiled path (Numba's typing, the kernel templates and
+    the Numba jet type), slow, and meant for tests and small inputs.
+    """
+    formulas = _CUSTOM_FORMULAS.get(name)
+    if formulas is None:
+        from ..custom import get_custom
+        from ..kernels.jet import Jet, first, second
+        value, grad, hess = get_custom(name).py
+
+        def elementwise(fn):
+            def run(y, p, **params):
+                th = tuple(params.values())
+                out = np.frompyfunc(lambda yi, pi: fn(yi, pi, th), 2, 1)(y, p)
+                return np.asarray(out, dtype=np.float64)
+            return run
+
+        def on_jet(f, part):
+            return lambda y, p, th: part(f(np.float64(y), Jet(p, 1.0, 0.0), *th))
+
+        def plain(f):
+            return lambda y, p, th: f(np.float64(y), np.float64(p), *th)
+
+        formulas = (elementwise(plain(value)),
+                    elementwise(plain(grad) if grad else on_jet(value, first)),
+                    elementwise(plain(hess) if hess else
+                                on_jet(grad, first) if grad else on_jet(value, second)))
+        _CUSTOM_FORMULAS[name] = formulas
+    return formulas
+
+
+def forget(name):
+    _CUSTOM_FORMULAS.pop(name, None)
 
 
 def _bad(name, y, p):

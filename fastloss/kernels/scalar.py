@@ -359,5 +359,10 @@ DOMAIN_CHECKS = {
 
 def scalar_functions(name):
     """(value, grad, hess) of the registered loss ``name``."""
+    from ..custom import get_custom
+    custom = get_custom(name)
+    if custom is not None:
+        from .user import scalar_functions as user_functions
+        return user_functions(custom)
     g = globals()
     return g[f"{name}_value"], g[f"{name}_grad"], g[f"{name}_hess"]
