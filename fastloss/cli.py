@@ -73,10 +73,22 @@ def _linear_ce_line(results, shape):
             f"memory above the inputs: " + "; ".join(parts))
 
 
+def _custom_line(rows, compile_s):
+    parts = []
+    for (c, b), r in rows.items():
+        ratios = ", ".join(f"{m} {r[m][0] * 1e3:.2f} vs {r[m][1] * 1e3:.2f} ms "
+                           f"({r[m][0] / r[m][1]:.2f}x)" for m in ("value", "value_and_grad"))
+        parts.append(f"{c} (custom) vs {b}: {ratios}")
+    return ("custom losses (fastloss.custom_loss) against the built-in of the same arithmetic: "
+            + "; ".join(parts) + f"\n  first value_and_grad of a new custom loss in a fresh "
+            f"process: {compile_s['cold']:.2f} s compiling, {compile_s['warm']:.2f} s from the "
+            f"kernel cache")
+
+
 def bench(args):
     import warnings
 
-    from .bench import bandwidth, linear_ce, softmax, startup, throughput
+    from .bench import bandwidth, custom, linear_ce, softmax, startup, throughput
     import fastloss as fl
 
     # PyTorch warns on every kl_div(reduction="mean") call; the bench means it
@@ -115,6 +127,8 @@ def bench(args):
                               peers_too=not args.no_peers, progress=progress)
     small = throughput.small_call_overhead(repeats=500 if args.quick else 2000)
     start = startup.measure()
+    custom_rows = custom.measure(n=n, dtype=dtype, repeats=repeats)
+    custom_compile = custom.compile_seconds()
     if args.json:
         print(json.dumps({
             "n": n, "dtype": str(dtype), "threads": fl.get_num_threads(),
@@ -123,6 +137,8 @@ def bench(args):
                      for r in rows],
             "cross_entropy": ce, "linear_cross_entropy": {"shape": lce_shape, **lce},
             "small_call_us": small, "startup_s": start,
+            "custom": {f"{c} vs {b}": r for (c, b), r in custom_rows.items()},
+            "custom_compile_s": custom_compile,
         }, indent=2))
         return 0
     print(f"fastloss bench: n = {n:,} {dtype}, {fl.get_num_threads()} threads")
@@ -134,6 +150,7 @@ def bench(args):
     print(_linear_ce_line(lce, lce_shape))
     print(f"\nper call at n = 10: fastloss.mse {small['fastloss']:.2f} us, "
           f"NumPy expression np.mean((p - y) ** 2) {small['numpy']:.2f} us")
+    print(_custom_line(custom_rows, custom_compile))
     print(f"start-up: import fastloss {start['import']:.3f} s; first value_and_grad in a fresh "
           f"process (imports included) {start['first_call_cold']:.2f} s with a cold kernel cache, "
           f"{start['first_call_warm']:.2f} s warm")

@@ -58,7 +58,8 @@ def _keyword_parameters(fn):
     ps = list(sig.parameters.values())
     positional = [p for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if len(positional) != 2 or any(p.default is not p.empty for p in positional):
-        raise TypeError(f"a custom loss takes (y, p, *, param=default, ...); "
+        raise TypeError(f"a custom loss takes (y, p, *, param=default, ...): two positional "
+                        f"arguments, then keyword-only parameters with defaults; "
                         f"{fn.__name__} has signature {sig}")
     names, defaults = [], []
     for p in ps[2:]:
