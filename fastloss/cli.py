@@ -98,6 +98,16 @@ def bench(args):
         fl.set_num_threads(args.threads)
     if args.score_files:
         return _bench_score_files(args)
+    if args.adapters:
+        from .bench import adapters
+        rows = adapters.measure(n=args.n or 10_000_000, repeats=2 if args.quick else 5)
+        if args.json:
+            print(json.dumps({"adapters": rows}, indent=2))
+        else:
+            print("fastloss bench --adapters: trainer adapters against the bare fastloss call "
+                  "and the trainer's own loss\n")
+            print(adapters.table(rows))
+        return 0
     # 1e7 float32 per array is 80 MB per call, beyond the last-level cache, so
     # --quick keeps the size and only repeats less.
     n = args.n or 10_000_000
@@ -230,6 +240,8 @@ def main(argv=None):
     b.add_argument("--threads", type=int, help="threads for fastloss and PyTorch")
     b.add_argument("--no-peers", action="store_true", help="skip PyTorch and scikit-learn")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    b.add_argument("--adapters", action="store_true",
+                   help="only measure the PyTorch, XGBoost and LightGBM adapters' overhead")
     b.add_argument("--score-files", action="store_true",
                    help="only measure scoring .npy files (a 2 GB pair by default; --n sets "
                         "the elements per file) against in-memory arrays")

@@ -1,0 +1,61 @@
+"""What XGBoost and LightGBM objectives and metrics share: gradients and Hessians per row.
+
+Both libraries call a custom objective either as ``fn(preds, dataset)`` (their
+``train`` functions) or as ``fn(y_true, y_pred[, sample_weight])`` (their
+scikit-learn estimators); one callable serves both.  Neither applies sample
+weights to a custom objective's output, so the weights are read from the
+dataset and applied here, as the built-in objectives do.  Multiclass scores
+come as (n, K); the softmax losses take labels as integers.
+"""
+import numpy as np
+
+from ..loss import get
+
+
+def _labels(loss, y):
+    if hasattr(loss, "spec"):
+        return y
+    as_int = np.asarray(y).astype(np.int64)
+    if not np.array_equal(as_int, y):
+        raise ValueError(f"{loss.name}: labels must be integers 0..K-1")
+    return as_int
+
+
+def _weights(w):
+    return None if w is None or np.size(w) == 0 else np.asarray(w)
+
+
+class Objective:
+    """Gradient and Hessian ("sum" convention, sample-weighted) of a fastloss loss."""
+
+    def __init__(self, name, **params):
+        self.loss = get(name, **params)
+        self.__name__ = f"fastloss_{name}"
+
+    def __repr__(self):
+        return f"{type(self).__module__}.objective({self.loss!r})"
+
+    def grad_hess(self, y_true, y_pred, sample_weight=None):
+        y_pred = np.asarray(y_pred)
+        y = _labels(self.loss, np.asarray(y_true))
+        if hasattr(self.loss, "spec") and y_pred.ndim == 2 and y.ndim == 1:
+            raise ValueError(f"{self.loss.name} is elementwise; for multiclass use cross_entropy")
+        return self.loss.grad_hess(y, y_pred, sample_weight=_weights(sample_weight))
+
+    def __call__(self, a, b, sample_weight=None):
+        if hasattr(b, "get_label"):                     # train(): (preds, dataset)
+            return self.grad_hess(b.get_label(), a, b.get_weight())
+        return self.grad_hess(a, b, sample_weight)      # estimators: (y_true, y_pred[, w])
+
+
+class Metric:
+    """The loss's value as an evaluation metric (lower is better)."""
+
+    def __init__(self, name, **params):
+        self.loss = get(name, **params)
+        self.name = name
+        self.__name__ = f"fastloss_{name}"
+
+    def value(self, y_true, y_pred, sample_weight=None):
+        y = _labels(self.loss, np.asarray(y_true))
+        return self.loss(y, np.asarray(y_pred), sample_weight=_weights(sample_weight))

@@ -1,0 +1,260 @@
+"""The trainer adapters: PyTorch modules, XGBoost and LightGBM objectives, scikit-learn scorers."""
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+
+def _binary_data(rng, n=600, d=5):
+    X = rng.standard_normal((n, d))
+    logits = X @ rng.standard_normal(d) + 0.3 * rng.standard_normal(n)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-logits))).astype(np.float64)
+    return X, y
+
+
+# -- PyTorch ---------------------------------------------------------------------------
+
+torch_cases = [
+    ("FastMSELoss", {}, "MSELoss", {}, "real"),
+    ("FastL1Loss", {}, "L1Loss", {}, "real"),
+    ("FastHuberLoss", {"delta": 0.7}, "HuberLoss", {"delta": 0.7}, "real"),
+    ("FastSmoothL1Loss", {"beta": 0.5}, "SmoothL1Loss", {"beta": 0.5}, "real"),
+    ("FastBCELoss", {}, "BCELoss", {}, "prob"),
+    ("FastBCEWithLogitsLoss", {"pos_weight": 2.0}, "BCEWithLogitsLoss", {"pos_weight": 2.0},
+     "logit"),
+    ("FastKLDivLoss", {"reduction": "batchmean"}, "KLDivLoss", {"reduction": "batchmean"},
+     "kl"),
+    ("FastPoissonNLLLoss", {}, "PoissonNLLLoss", {}, "poisson"),
+    ("FastCrossEntropyLoss", {"label_smoothing": 0.1, "weight": [0.5, 1.0, 2.0, 1.5]},
+     "CrossEntropyLoss", {"label_smoothing": 0.1, "weight": [0.5, 1.0, 2.0, 1.5]}, "classes"),
+    ("FastNLLLoss", {"ignore_index": 1}, "NLLLoss", {"ignore_index": 1}, "log_probs"),
+    ("FastMultiMarginLoss", {"p": 2, "margin": 0.5}, "MultiMarginLoss", {"p": 2, "margin": 0.5},
+     "classes"),
+]
+
+
+def _torch_inputs(torch, kind, rng, dtype):
+    n, c = 64, 4
+    t = lambda a: torch.tensor(a, dtype=dtype)  # noqa: E731
+    if kind == "real":
+        return t(rng.standard_normal((n, 3))), t(rng.standard_normal((n, 3)))
+    if kind == "prob":
+        return t(rng.uniform(0.05, 0.95, n)), t(rng.integers(0, 2, n).astype(float))
+    if kind == "logit":
+        return t(rng.standard_normal(n) * 3), t(rng.integers(0, 2, n).astype(float))
+    if kind == "kl":
+        return (t(np.log(rng.dirichlet(np.ones(c), n))), t(rng.dirichlet(np.ones(c), n)))
+    if kind == "poisson":
+        return t(rng.standard_normal(n)), t(rng.poisson(2.0, n).astype(float))
+    x = rng.standard_normal((n, c))
+    if kind == "log_probs":
+        x = x - np.log(np.exp(x).sum(1, keepdims=True))
+    return t(x), torch.tensor(rng.integers(0, c, n))
+
+
+def _module_kwargs(torch, kwargs, dtype):
+    out = dict(kwargs)
+    for key in ("weight", "pos_weight"):
+        if key in out:
+            out[key] = torch.tensor(out[key], dtype=dtype)
+    return out
+
+
+@pytest.mark.parametrize("fast,fast_kwargs,ref,ref_kwargs,kind", torch_cases,
+                         ids=[c[0] for c in torch_cases])
+def test_torch_modules_match_pytorch_and_pass_gradcheck(fast, fast_kwargs, ref, ref_kwargs, kind,
+                                                        rng):
+    torch = pytest.importorskip("torch")
+    ft = pytest.importorskip("fastloss.integrations.torch")
+    x, target = _torch_inputs(torch, kind, rng, torch.float64)
+    module = getattr(ft, fast)(**_module_kwargs(torch, fast_kwargs, torch.float64))
+    reference = getattr(torch.nn, ref)(**_module_kwargs(torch, ref_kwargs, torch.float64))
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = module(xa, target), reference(xb, target)
+    a.backward()
+    b.backward()
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_allclose(a.item(), b.item(), rtol=1e-12)
+    np.testing.assert_allclose(xa.grad.numpy(), xb.grad.numpy(), rtol=1e-10, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda v: module(v, target), (x.clone().requires_grad_(),))
+    if "reduction" not in fast_kwargs:
+        per = getattr(ft, fast)(reduction="none", **_module_kwargs(torch, fast_kwargs,
+                                                                    torch.float64))
+        assert torch.autograd.gradcheck(lambda v: per(v, target), (x.clone().requires_grad_(),))
+
+
+def test_torch_float32_sample_weights_and_errors(rng):
+    torch = pytest.importorskip("torch")
+    ft = pytest.importorskip("fastloss.integrations.torch")
+    x = torch.tensor(rng.standard_normal(1000), dtype=torch.float32, requires_grad=True)
+    t = torch.tensor(rng.standard_normal(1000), dtype=torch.float32)
+    w = torch.tensor(rng.uniform(0, 2, 1000), dtype=torch.float32)
+    value = ft.FastHuberLoss()(x, t, w)
+    assert value.dtype == torch.float32
+    value.backward()
+    loss = fl.get("huber")
+    np.testing.assert_allclose(value.item(), loss(t.numpy(), x.detach().numpy(),
+                                                  sample_weight=w.numpy()), rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), loss.grad(t.numpy(), x.detach().numpy(),
+                                                         sample_weight=w.numpy()), rtol=1e-6)
+    with pytest.raises(TypeError, match="meta"):
+        ft.FastMSELoss()(torch.empty(3, device="meta"), torch.empty(3, device="meta"))
+    with pytest.raises(ValueError, match="same shape"):
+        ft.FastMSELoss()(torch.zeros(3), torch.zeros(4))
+
+
+def test_torch_training_converges_exactly_as_with_torch_losses(rng):
+    torch = pytest.importorskip("torch")
+    ft = pytest.importorskip("fastloss.integrations.torch")
+    X = torch.tensor(rng.standard_normal((256, 8)))
+    labels = torch.tensor(rng.integers(0, 3, 256))
+    targets = torch.tensor(rng.standard_normal(256))
+
+    def train(criterion, out_dim, target):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(8, out_dim).double()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        losses = []
+        for _ in range(40):
+            opt.zero_grad()
+            out = model(X)
+            loss = criterion(out.squeeze(-1) if out_dim == 1 else out, target)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses, [p.detach().numpy().copy() for p in model.parameters()]
+
+    for fast, ref, out_dim, target in ((ft.FastCrossEntropyLoss(), torch.nn.CrossEntropyLoss(),
+                                        3, labels),
+                                       (ft.FastMSELoss(), torch.nn.MSELoss(), 1, targets)):
+        fast_losses, fast_params = train(fast, out_dim, target)
+        ref_losses, ref_params = train(ref, out_dim, target)
+        assert fast_losses[-1] < 0.9 * fast_losses[0]
+        np.testing.assert_allclose(fast_losses, ref_losses, rtol=1e-12)
+        for a, b in zip(fast_params, ref_params):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+# -- XGBoost ----------------------------------------------------------------------------
+
+def test_xgboost_logistic_objective_equals_the_builtin(rng):
+    xgb = pytest.importorskip("xgboost")
+    fx = pytest.importorskip("fastloss.integrations.xgboost")
+    X, y = _binary_data(rng)
+    w = rng.uniform(0.5, 2.0, y.size)
+    params = {"max_depth": 3, "eta": 0.3, "tree_method": "hist", "nthread": 1}
+    preds = []
+    for obj in (None, fx.objective("binary_cross_entropy_with_logits")):
+        d = xgb.DMatrix(X, label=y, weight=w, base_margin=np.zeros(y.size))
+        p = dict(params, objective="binary:logistic") if obj is None else params
+        booster = xgb.train(p, d, num_boost_round=20, obj=obj)
+        preds.append(booster.predict(xgb.DMatrix(X, base_margin=np.zeros(y.size)),
+                                     output_margin=True))
+    np.testing.assert_allclose(preds[1], preds[0], rtol=1e-6, atol=1e-6)
+
+    # the estimator API, with the metric
+    model = xgb.XGBClassifier(n_estimators=20, max_depth=3, learning_rate=0.3, n_jobs=1,
+                              base_score=0.5, tree_method="hist")
+    model.fit(X, y)
+    custom = xgb.XGBRegressor(n_estimators=20, max_depth=3, learning_rate=0.3, n_jobs=1,
+                              base_score=0.0, tree_method="hist",
+                              objective=fx.objective("binary_cross_entropy_with_logits"),
+                              eval_metric=fx.metric("binary_cross_entropy_with_logits"))
+    custom.fit(X, y, eval_set=[(X, y)], verbose=False)
+    np.testing.assert_allclose(custom.predict(X), model.predict(X, output_margin=True),
+                               rtol=1e-6, atol=1e-6)
+    history = custom.evals_result()["validation_0"]["fastloss_binary_cross_entropy_with_logits"]
+    assert history[-1] < history[0]
+    assert history[-1] == pytest.approx(
+        fl.binary_cross_entropy_with_logits(y, custom.predict(X)), rel=1e-5)   # XGBoost keeps 6 digits
+
+
+def test_xgboost_multiclass_and_regression(rng):
+    xgb = pytest.importorskip("xgboost")
+    fx = pytest.importorskip("fastloss.integrations.xgboost")
+    X = rng.standard_normal((500, 4))
+    labels = np.argmax(X[:, :3] + 0.3 * rng.standard_normal((500, 3)), axis=1)
+    obj = fx.objective("cross_entropy")
+    d = xgb.DMatrix(X, label=labels)
+    booster = xgb.train({"num_class": 3, "max_depth": 3, "nthread": 1}, d, 15, obj=obj,
+                        custom_metric=fx.metric("cross_entropy"), evals=[(d, "train")],
+                        verbose_eval=False)
+    scores = booster.predict(d, output_margin=True)
+    assert scores.shape == (500, 3)
+    assert np.mean(np.argmax(scores, 1) == labels) > 0.8
+    g, h = obj(scores, d)
+    eg, eh = fl.get("cross_entropy").grad_hess(labels, scores)
+    np.testing.assert_array_equal(g, eg)
+    np.testing.assert_array_equal(h, eh)
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + rng.standard_normal(500)
+    reg = xgb.XGBRegressor(n_estimators=30, objective=fx.objective("huber", delta=1.0), n_jobs=1)
+    reg.fit(X, y)
+    assert fl.huber(y, reg.predict(X)) < 0.5 * fl.huber(y, np.full_like(y, y.mean()))
+
+
+# -- LightGBM ---------------------------------------------------------------------------
+
+def test_lightgbm_logistic_objective_equals_the_builtin(rng):
+    lgb = pytest.importorskip("lightgbm")
+    flgb = pytest.importorskip("fastloss.integrations.lightgbm")
+    X, y = _binary_data(rng)
+    w = rng.uniform(0.5, 2.0, y.size)
+    base = {"num_leaves": 7, "learning_rate": 0.2, "verbose": -1, "num_threads": 1,
+            "boost_from_average": False, "deterministic": True}
+    preds = []
+    for obj in ("binary", flgb.objective("binary_cross_entropy_with_logits")):
+        data = lgb.Dataset(X, label=y, weight=w, params={"verbose": -1})
+        booster = lgb.train(dict(base, objective=obj), data, num_boost_round=20)
+        preds.append(booster.predict(X, raw_score=True))
+    np.testing.assert_allclose(preds[1], preds[0], rtol=1e-6, atol=1e-6)
+
+    model = lgb.LGBMRegressor(objective=flgb.objective("binary_cross_entropy_with_logits"),
+                              n_estimators=20, num_leaves=7, learning_rate=0.2, verbose=-1,
+                              n_jobs=1, deterministic=True)
+    model.fit(X, y, sample_weight=w, eval_set=[(X, y)],
+              eval_metric=flgb.metric("binary_cross_entropy_with_logits"))
+    np.testing.assert_allclose(model.predict(X, raw_score=True), preds[0], rtol=1e-6, atol=1e-6)
+    history = model.evals_result_["training"]["binary_cross_entropy_with_logits"]
+    assert history[-1] < history[0]
+
+
+def test_lightgbm_multiclass(rng):
+    lgb = pytest.importorskip("lightgbm")
+    flgb = pytest.importorskip("fastloss.integrations.lightgbm")
+    X = rng.standard_normal((500, 4))
+    labels = np.argmax(X[:, :3] + 0.3 * rng.standard_normal((500, 3)), axis=1)
+    booster = lgb.train({"objective": flgb.objective("cross_entropy"), "num_class": 3,
+                         "verbose": -1, "num_threads": 1},
+                        lgb.Dataset(X, label=labels), num_boost_round=15)
+    scores = booster.predict(X, raw_score=True)
+    assert scores.shape == (500, 3)
+    assert np.mean(np.argmax(scores, 1) == labels) > 0.8
+
+
+# -- scikit-learn ---------------------------------------------------------------------------
+
+def test_sklearn_scorers_agree_with_sklearn(rng):
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    fsk = pytest.importorskip("fastloss.integrations.sklearn")
+    X, y = _binary_data(rng)
+    clf = LogisticRegression(max_iter=500)
+    ours = cross_val_score(clf, X, y, cv=4, scoring=fsk.scorer("log_loss"))
+    theirs = cross_val_score(clf, X, y, cv=4, scoring="neg_log_loss")
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    assert np.all(ours < 0)                                   # greater is better: -loss
+    # multiclass, and a grid search choosing the same model
+    labels = np.argmax(X[:, :3] + 0.5 * rng.standard_normal((y.size, 3)), axis=1)
+    grid = {"C": [0.01, 0.1, 1.0]}
+    a = GridSearchCV(clf, grid, cv=3, scoring=fsk.scorer("log_loss")).fit(X, labels)
+    b = GridSearchCV(clf, grid, cv=3, scoring="neg_log_loss").fit(X, labels)
+    assert a.best_params_ == b.best_params_
+    np.testing.assert_allclose(a.cv_results_["mean_test_score"], b.cv_results_["mean_test_score"],
+                               rtol=1e-12)
+    target = X @ rng.standard_normal(5) + rng.standard_normal(y.size)
+    for name, sk in (("mse", "neg_mean_squared_error"), ("mae", "neg_mean_absolute_error")):
+        np.testing.assert_allclose(cross_val_score(Ridge(), X, target, cv=3,
+                                                   scoring=fsk.scorer(name)),
+                                   cross_val_score(Ridge(), X, target, cv=3, scoring=sk),
+                                   rtol=1e-12)
