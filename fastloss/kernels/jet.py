@@ -380,53 +380,36 @@ def _is_jet(t):
     return isinstance(t, JetType)
 
 
-@overload(operator.add)
-def _ov_add(a, b):
-    if _is_jet(a) and _is_jet(b):
-        return lambda a, b: add(a, b)
-    if _is_jet(a) and _is_num(b):
-        return lambda a, b: shift(a, b)
-    if _is_num(a) and _is_jet(b):
-        return lambda a, b: shift(b, a)
+def _arithmetic(op, jet_jet, jet_num, num_jet):
+    @overload(op)
+    def _ov(a, b):
+        if _is_jet(a) and _is_jet(b):
+            return jet_jet
+        if _is_jet(a) and _is_num(b):
+            return jet_num
+        if _is_num(a) and _is_jet(b):
+            return num_jet
 
 
-@overload(operator.sub)
-def _ov_sub(a, b):
-    if _is_jet(a) and _is_jet(b):
-        return lambda a, b: sub(a, b)
-    if _is_jet(a) and _is_num(b):
-        return lambda a, b: shift(a, -b)
-    if _is_num(a) and _is_jet(b):
-        return lambda a, b: shift(scale(b, -1.0), a)
+# (Jet op Jet, Jet op number, number op Jet)
+_ARITHMETIC = {
+    operator.add: (lambda a, b: add(a, b), lambda a, b: shift(a, b), lambda a, b: shift(b, a)),
+    operator.sub: (lambda a, b: sub(a, b), lambda a, b: shift(a, -b),
+                   lambda a, b: shift(scale(b, -1.0), a)),
+    operator.mul: (lambda a, b: mul(a, b), lambda a, b: scale(a, b), lambda a, b: scale(b, a)),
+    operator.truediv: (lambda a, b: div(a, b), lambda a, b: scale(a, 1.0 / b),
+                       lambda a, b: div(Jet(a, 0.0, 0.0), b)),
+    operator.pow: (lambda a, b: _jet_exp(b * _as_jet_log(a)),
+                   lambda a, b: pow_const(a, float(b)),
+                   lambda a, b: _jet_exp(b * _as_jet_log(a))),
+}
+for _op, _impls in _ARITHMETIC.items():
+    _arithmetic(_op, *_impls)
 
 
-@overload(operator.mul)
-def _ov_mul(a, b):
-    if _is_jet(a) and _is_jet(b):
-        return lambda a, b: mul(a, b)
-    if _is_jet(a) and _is_num(b):
-        return lambda a, b: scale(a, b)
-    if _is_num(a) and _is_jet(b):
-        return lambda a, b: scale(b, a)
-
-
-@overload(operator.truediv)
-def _ov_div(a, b):
-    if _is_jet(a) and _is_jet(b):
-        return lambda a, b: div(a, b)
-    if _is_jet(a) and _is_num(b):
-        return lambda a, b: scale(a, 1.0 / b)
-    if _is_num(a) and _is_jet(b):
-        return lambda a, b: div(Jet(a, 0.0, 0.0), b)
-
-
-@overload(operator.pow)
-def _ov_pow(a, b):
-    if _is_jet(a) and _is_num(b):
-        return lambda a, b: pow_const(a, float(b))
-    if _is_jet(b) and (_is_jet(a) or _is_num(a)):
-        return lambda a, b: chain_parts(
-            b * _as_jet_log(a), *_exp((b * _as_jet_log(a)).v))
+@register_jitable
+def _jet_exp(a):
+    return chain_parts(a, *_exp(a.v))
 
 
 @register_jitable
