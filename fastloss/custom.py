@@ -223,5 +223,20 @@ def _install(custom):
             mod.forget(custom.name)
 
 
+def unregister(name):
+    """Remove the custom loss ``name`` from the registry (built-in losses stay)."""
+    if name not in _CUSTOM:
+        raise ValueError(f"{name!r} is not a custom loss")
+    from .loss import _cached_loss
+    del _CUSTOM[name]
+    del REGISTRY[name]
+    _cached_loss.cache_clear()
+    import sys
+    for module in ("fastloss.backends.cpu", "fastloss.backends.reference"):
+        mod = sys.modules.get(module)
+        if mod is not None:
+            mod.forget(name)
+
+
 def get_custom(name):
     return _CUSTOM.get(name)

@@ -18,6 +18,15 @@ from fastloss.kernels.jet import FUNCTIONS, Jet
 
 from .helpers import assert_close
 
+
+@pytest.fixture(autouse=True)
+def _unregister_new_losses():
+    """Losses defined by a test leave the registry after it (other tests iterate over it)."""
+    before = set(fl.REGISTRY)
+    yield
+    for name in set(fl.REGISTRY) - before:
+        fl.custom.unregister(name)
+
 # Each differentiable function on inputs inside its domain, through a loss f(0.5 p + 0.1 y).
 DOMAIN_INPUTS = {"log": "pos", "log2": "pos", "log10": "pos", "sqrt": "pos", "log1p": "pos",
                  "tan": "small"}
@@ -235,6 +244,17 @@ def test_kernels_are_cached_on_disk_across_processes(tmp_path):
     assert v1 == v2
     assert (hits1, misses1) == (0, 1)                  # compiled, then saved
     assert (hits2, misses2) == (1, 0)                  # loaded, not compiled
+
+
+def test_unregister():
+    fl.custom_loss(lambda y, p: p - y, name="short_lived")
+    assert "short_lived" in fl.available()
+    fl.custom.unregister("short_lived")
+    assert "short_lived" not in fl.available()
+    with pytest.raises(ValueError, match="unknown loss"):
+        fl.get("short_lived")
+    with pytest.raises(ValueError, match="not a custom loss"):
+        fl.custom.unregister("mse")
 
 
 def test_python_jets():

@@ -286,6 +286,8 @@ def _custom_formulas(name):
         value, grad, hess = get_custom(name).py
 
         def elementwise(fn):
+            fn = like_kernels(fn)
+
             def run(y, p, **params):
                 th = tuple(params.values())
                 out = np.frompyfunc(lambda yi, pi: fn(yi, pi, th), 2, 1)(y, p)
@@ -297,6 +299,17 @@ def _custom_formulas(name):
 
         def plain(f):
             return lambda y, p, th: f(np.float64(y), np.float64(p), *th)
+
+        def like_kernels(fn):
+            # Python's math raises where the kernels give inf or nan
+            def run(y, p, th):
+                try:
+                    return fn(y, p, th)
+                except OverflowError:
+                    return np.inf
+                except (ValueError, ZeroDivisionError):
+                    return np.nan
+            return run
 
         formulas = (elementwise(plain(value)),
                     elementwise(plain(grad) if grad else on_jet(value, first)),
