@@ -114,7 +114,8 @@ def bench(args):
     repeats = 2 if args.quick else 5
     dtype = np.dtype(args.dtype)
     from .specs import REGISTRY
-    names = args.losses.split(",") if args.losses else sorted(REGISTRY)
+    names = (args.losses.split(",") if args.losses
+             else sorted(n for n, spec in REGISTRY.items() if not spec.custom))
     unknown = [x for x in names if x not in REGISTRY]
     if unknown:
         print(f"fastloss bench: unknown elementwise loss(es): {', '.join(unknown)} "
