@@ -258,6 +258,18 @@ def _exp_in_precision_of(x, like):
     return lambda x, like: fexp(x)
 
 
+def exp_same_type(x):
+    """e^x in x's own float type: the float32 exp for float32, fexp for float64."""
+    raise NotImplementedError("for use inside Numba-compiled code")
+
+
+@overload(exp_same_type, jit_options=SCALAR_OPTIONS)
+def _exp_same_type(x):
+    if x == types.float32:
+        return lambda x: fexp32(x)
+    return lambda x: fexp(x)
+
+
 @njit(inline="always", **SCALAR_OPTIONS)
 def softplus(x):
     """log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)."""

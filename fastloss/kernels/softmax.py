@@ -107,10 +107,22 @@ def _row_max_sum(x, i, cap):
             s = s * fmath.fexp(m - cm) if m > -np.inf else 0.0
             m = cm
         shift = fmath.as_type_of(m, _logit(x, i, lo, cap))
-        part = 0.0
+        # The exponentials are summed in the logits' own precision (float32:
+        # twice the lanes), the chunks in float64.  Terms equal to the maximum
+        # (exactly 1) are counted instead of added, so when one class dominates
+        # the row, and its loss is tiny, the float32 sum holds only small terms
+        # and loses nothing the float64 result would keep.
+        zero = fmath.as_type_of(0.0, shift)
+        one = fmath.as_type_of(1.0, shift)
+        part = zero
+        ones = zero                            # exact: a chunk has at most 2^24 terms
         for j in range(np.uint64(lo), np.uint64(hi)):
-            part = _add(part, fmath.exp_in_precision_of(_logit(x, i, j, cap) - shift, x[i, j]))
-        s += part
+            d = _logit(x, i, j, cap) - shift
+            e = fmath.exp_same_type(d)
+            top = d == zero
+            part = _add(part, zero if top else e)
+            ones = _add(ones, one if top else zero)
+        s += np.float64(ones) + np.float64(part)
     return m, s
 
 
