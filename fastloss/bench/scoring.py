@@ -19,15 +19,22 @@ from .throughput import best_time
 
 
 def _write_pair(folder, n, rng):
+    """Two float32 .npy files written as np.save writes them (write(), not a memory map).
+
+    How a file was written matters: the kernel caches write()n data in large
+    folios, which map in few page-table operations, while pages dirtied
+    through a memory map stay 4 KiB and map at a third of the speed.
+    """
     paths = []
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+              "fortran_order": False, "shape": (n,)}
     for name in ("y_true", "y_pred"):
         path = os.path.join(folder, f"{name}.npy")
-        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n,))
-        step = 1 << 24
-        for lo in range(0, n, step):
-            out[lo:lo + step] = rng.standard_normal(min(step, n - lo), dtype=np.float32)
-        out.flush()
-        del out
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            step = 1 << 24
+            for lo in range(0, n, step):
+                rng.standard_normal(min(step, n - lo), dtype=np.float32).tofile(f)
         paths.append(path)
     os.sync()                     # written back: no writeback competes with the reads
     return paths
