@@ -126,6 +126,10 @@ def bench(args):
         if not args.json:
             print(f"  measuring {name}...", file=sys.stderr, flush=True)
 
+    from .bench import warmup
+    progress("(compiling kernels on all cores)")
+    warmup.warm(names, dtype)
+
     bw = bandwidth.measure(n=1 << 25 if args.quick else 1 << 26, repeats=repeats)
     # cross-entropy first: the elementwise phase ends with PyTorch, whose
     # threads keep spinning for a while afterwards

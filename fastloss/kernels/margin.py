@@ -9,6 +9,8 @@ and, when ``out`` is given, the gradient times ``scale``.
 import numpy as np
 from numba import njit, prange
 
+from . import cache
+
 
 @njit(parallel=True, error_model="numpy", nogil=True)
 def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin, scale, out, row_loss):
@@ -36,3 +38,6 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin, sca
         row_loss[i] = coef * total
         if out is not None:
             out[i, t] = -scale * coef * slope_t
+
+
+cache.enable(multi_margin_rows, "margin-multi_margin_rows")

@@ -22,7 +22,7 @@ order by the caller, so results do not depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from . import fmath
+from . import cache, fmath
 
 CHUNK = 256
 _OPTIONS = dict(error_model="numpy", nogil=True)
@@ -238,3 +238,9 @@ def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, row_loss):
             for j in range(np.uint64(0), np.uint64(C)):
                 pj = fmath.exp_in_precision_of(x[i, j] - m_x, x[i, j]) * inv_total
                 out[i, j] = k * ((1.0 if j == t else 0.0) - pj)
+
+
+# On-disk caches keyed on all kernel sources (Numba's own cache=True would not
+# notice an edit to fmath, whose functions are compiled into these kernels).
+for _kernel in (cross_entropy_labels, cross_entropy_targets, softmax_focal_rows):
+    cache.enable(_kernel, f"softmax-{_kernel.__name__}")
