@@ -72,3 +72,21 @@ def test_sigmoid_pair_sums_to_one_and_is_accurate_in_the_tails():
     with np.errstate(over="ignore"):
         expected_small = np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))
     np.testing.assert_allclose(np.minimum(a, b), expected_small, rtol=1e-14, atol=0)
+
+
+@njit
+def _max_of(a):
+    m = a[0]
+    for v in a:
+        m = fmath.maxnum(m, v)
+    return m
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxnum_is_numpy_fmax(dtype):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(1001).astype(dtype)
+    assert _max_of(a) == a.max()
+    b = np.array([np.nan, -np.inf, 3.0, np.nan, -1.0], dtype)
+    assert _max_of(b) == np.fmax.reduce(b) == 3.0          # NaN operands are skipped
+    assert np.isnan(_max_of(np.full(3, np.nan, dtype)))

@@ -258,6 +258,22 @@ def _exp_in_precision_of(x, like):
     return lambda x, like: fexp(x)
 
 
+@intrinsic
+def maxnum(typingctx, a, b):
+    """LLVM's maxnum (the larger of two floats; a NaN operand gives the other).
+
+    Unlike a compare-and-select, LLVM vectorizes a maxnum reduction loop.
+    """
+    if a != b or not isinstance(a, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        lty = context.get_value_type(a)
+        fn = builder.module.declare_intrinsic("llvm.maxnum", [lty], ir.FunctionType(lty, [lty, lty]))
+        return builder.call(fn, args)
+    return a(a, b), codegen
+
+
 def exp_same_type(x):
     """e^x in x's own float type: the float32 exp for float32, fexp for float64."""
     raise NotImplementedError("for use inside Numba-compiled code")

@@ -33,11 +33,6 @@ def _add(s, v):
     return s + v
 
 
-@njit(error_model="numpy")
-def _gt(a, b):
-    return a if a > b else b
-
-
 @njit(inline="always", error_model="numpy")
 def _capped(x, cap):
     """softcap * tanh(x / softcap), or x when cap is None."""
@@ -69,23 +64,14 @@ def _logit(x, i, j, cap):
 def _chunk_max(x, i, lo, hi, cap):
     """max of the (capped) logits x[i, lo:hi], lo < hi, in the logits' precision.
 
-    Eight independent running maxima: LLVM does not vectorize a max reduction
-    here, and one chain would wait on the latency of every comparison.
+    A maxnum reduction, which LLVM vectorizes (a compare-and-select one it does
+    not).  maxnum skips NaN; a NaN logit still makes the row's sum, and so its
+    loss, NaN.
     """
-    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = _logit(x, i, lo, cap)
-    end8 = lo + (hi - lo) // 8 * 8
-    for j in range(lo, end8, 8):
-        m0 = _gt(_logit(x, i, j, cap), m0)
-        m1 = _gt(_logit(x, i, j + 1, cap), m1)
-        m2 = _gt(_logit(x, i, j + 2, cap), m2)
-        m3 = _gt(_logit(x, i, j + 3, cap), m3)
-        m4 = _gt(_logit(x, i, j + 4, cap), m4)
-        m5 = _gt(_logit(x, i, j + 5, cap), m5)
-        m6 = _gt(_logit(x, i, j + 6, cap), m6)
-        m7 = _gt(_logit(x, i, j + 7, cap), m7)
-    for j in range(end8, hi):
-        m0 = _gt(_logit(x, i, j, cap), m0)
-    return np.float64(_gt(_gt(_gt(m0, m1), _gt(m2, m3)), _gt(_gt(m4, m5), _gt(m6, m7))))
+    m = _logit(x, i, lo, cap)
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        m = fmath.maxnum(m, _logit(x, i, j, cap))
+    return np.float64(m)
 
 
 @njit(**_OPTIONS)
