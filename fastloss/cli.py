@@ -204,7 +204,9 @@ def score(args):
     if args.json:
         print(json.dumps(result))
     else:
-        print(repr(result["value"]))
+        value = result["value"]
+        print("\n".join(f"{k} {v!r}" for k, v in value.items()) if isinstance(value, dict)
+              else repr(value))
         if not args.quiet:
             print(f"{result['count']:,} values, weight sum {result['weight_sum']:.6g}, "
                   f"{result['seconds']:.2f} s ({result['throughput'] / 1e6:.0f} M values/s, "
@@ -257,7 +259,8 @@ def main(argv=None):
                     "print the loss. FILE is .npy (memory-mapped), .npz, .parquet or .csv; "
                     "FILE:NAME picks a column or npz member. A progress bar shows on a "
                     "terminal when tqdm is installed.")
-    sc.add_argument("loss", help="loss name, e.g. mse or cross_entropy")
+    sc.add_argument("loss", help="loss name, e.g. mse or cross_entropy; several as mse,mae,huber "
+                                 "(one read of the files)")
     sc.add_argument("--y-true", required=True, metavar="FILE[:COL]")
     sc.add_argument("--y-pred", required=True, metavar="FILE[:COL]")
     sc.add_argument("--sample-weight", metavar="FILE[:COL]")

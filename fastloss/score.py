@@ -42,11 +42,14 @@ def score(loss, y_true, y_pred, sample_weight=None, *, params=None, reduction="m
           chunk_rows=None, progress=False):
     """Score the columns named by ``y_true``, ``y_pred`` (and ``sample_weight``).
 
-    Each is ``FILE`` or ``FILE:column`` (see ``fastloss.sources``).  Returns a
-    dict with the loss ``value``, ``count`` (loss terms), ``weight_sum``,
+    Each is ``FILE`` or ``FILE:column`` (see ``fastloss.sources``).  ``loss``
+    may name several losses, "mse,mae", all computed from one read of the
+    files (``value`` is then a dict by name).  Returns a dict with the loss
+    ``value``, ``count`` (loss terms), ``weight_sum``,
     ``rows``, ``bytes`` read, ``seconds`` and ``throughput`` (values per second).
     """
-    acc = Accumulator(loss, reduction=reduction, **(params or {}))
+    names = loss.split(",") if isinstance(loss, str) and "," in loss else loss
+    acc = Accumulator(names, reduction=reduction, **(params or {}))
     elementwise = hasattr(next(iter(acc.losses.values())), "spec")
     start = time.perf_counter()
     columns = {"y_true": open_column(y_true, "y_true"), "y_pred": open_column(y_pred, "y_pred")}

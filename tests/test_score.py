@@ -58,6 +58,25 @@ def test_npy_json_output_matches_the_in_memory_call(npy_pair, capsys, chunk_rows
     assert result["params"] == {"delta": 0.5}
 
 
+def test_several_losses_from_one_read(npy_pair, capsys):
+    paths, y, p, w = npy_pair
+    code, out, err = run_cli(capsys, "mse,mae,log_cosh", "--y-true", paths["y"], "--y-pred",
+                             paths["p"], "--sample-weight", paths["w"], "--chunk-rows", "30000",
+                             "--json")
+    assert code == 0, err
+    value = json.loads(out)["value"]
+    assert set(value) == {"mse", "mae", "log_cosh"}
+    for name, v in value.items():
+        rel_close(v, fl.get(name)(y, p, sample_weight=w))
+    code, out, err = run_cli(capsys, "mse,mae", "--y-true", paths["y"], "--y-pred", paths["p"],
+                             "--quiet")
+    lines = dict(line.split() for line in out.splitlines())
+    rel_close(float(lines["mae"]), fl.mae(y, p))
+    code, out, err = run_cli(capsys, "mse,huber", "--y-true", paths["y"], "--y-pred", paths["p"],
+                             "--param", "delta=2")
+    assert code == 2 and "parameters go with a single loss" in err
+
+
 def test_plain_output_and_sum(npy_pair, capsys):
     paths, y, p, _ = npy_pair
     code, out, err = run_cli(capsys, "mse", "--y-true", paths["y"], "--y-pred", paths["p"],
