@@ -94,20 +94,25 @@ def _row_max_sum(x, i, cap):
             m = cm
         shift = fmath.as_type_of(m, _logit(x, i, lo, cap))
         # The exponentials are summed in the logits' own precision (float32:
-        # twice the lanes), the chunks in float64.  Terms equal to the maximum
-        # (exactly 1) are counted instead of added, so when one class dominates
-        # the row, and its loss is tiny, the float32 sum holds only small terms
-        # and loses nothing the float64 result would keep.
+        # twice the lanes), the chunks in float64.  In a chunk that holds the
+        # running maximum, terms equal to it (exactly 1) are counted instead of
+        # added, so when one class dominates the row, and its loss is tiny, the
+        # float32 sum holds only small terms and loses nothing the float64
+        # result would keep.  Other chunks have no such term.
         zero = fmath.as_type_of(0.0, shift)
         one = fmath.as_type_of(1.0, shift)
         part = zero
         ones = zero                            # exact: a chunk has at most 2^24 terms
-        for j in range(np.uint64(lo), np.uint64(hi)):
-            d = _logit(x, i, j, cap) - shift
-            e = fmath.exp_same_type(d)
-            top = d == zero
-            part = _add(part, zero if top else e)
-            ones = _add(ones, one if top else zero)
+        if cm == m:
+            for j in range(np.uint64(lo), np.uint64(hi)):
+                d = _logit(x, i, j, cap) - shift
+                e = fmath.exp_same_type(d)
+                top = d == zero
+                part = _add(part, zero if top else e)
+                ones = _add(ones, one if top else zero)
+        else:
+            for j in range(np.uint64(lo), np.uint64(hi)):
+                part = _add(part, fmath.exp_same_type(_logit(x, i, j, cap) - shift))
         s += np.float64(ones) + np.float64(part)
     return m, s
 
