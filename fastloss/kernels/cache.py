@@ -42,7 +42,9 @@ class KernelCache(FunctionCache):
         stamp = (self._impl.locator.get_source_stamp(), source_digest())
         self._cache_file = IndexDataCacheFile(
             cache_path=self._cache_path,
-            filename_base=f"{self._impl.filename_base}-{tag}",
+            # the sources' digest in the name: after an upgrade, a kernel without
+            # a cache entry has no index file (fastloss bench compiles those first)
+            filename_base=f"{self._impl.filename_base}-{tag}-{source_digest()[:12]}",
             source_stamp=stamp,
         )
 
