@@ -163,22 +163,18 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
             # the target's own term is folded in before the store, so a float32
             # gradient is rounded once (and is exactly 0 where it should be)
             hit = scale * r * (1.0 - eps) * wt
-            if cap is None and class_weight is None and eps == 0.0:
-                # the common case, in the logits' precision (float32: twice the
-                # lanes): g_j = k p_j, less the target's term before the store
-                k_x = fmath.as_type_of(k, m_x)
-                inv_x = fmath.as_type_of(inv_total, m_x)
-                hit_x = fmath.as_type_of(hit, m_x)
-                zero = fmath.as_type_of(0.0, m_x)
-                for j in range(np.uint64(0), np.uint64(C)):
-                    pj = fmath.exp_same_type(x[i, j] - m_x) * inv_x
-                    out[i, j] = k_x * pj - (hit_x if j == t else zero)
-                continue
+            # in the logits' precision (float32: twice the lanes; float64 when
+            # a softcap is set, whose logits are computed in float64)
+            k_x = fmath.as_type_of(k, m_x)
+            inv_x = fmath.as_type_of(inv_total, m_x)
+            smooth_x = fmath.as_type_of(smooth, m_x)
+            hit_x = fmath.as_type_of(hit, m_x)
+            zero = fmath.as_type_of(0.0, m_x)
             for j in range(np.uint64(0), np.uint64(C)):
-                xj = np.float64(x[i, j])
-                pj = fmath.exp_in_precision_of(_logit(x, i, j, cap) - m_x, x[i, j]) * inv_total
-                g = k * pj - smooth * _weight(class_weight, j) - (hit if j == t else 0.0)
-                out[i, j] = g * _cap_slope(xj, cap)
+                pj = fmath.exp_same_type(_logit(x, i, j, cap) - m_x) * inv_x
+                g = (k_x * pj - smooth_x * fmath.as_type_of(_weight(class_weight, j), m_x)
+                     - (hit_x if j == t else zero))
+                out[i, j] = g * fmath.as_type_of(_cap_slope(np.float64(x[i, j]), cap), m_x)
 
 
 @njit(parallel=True, **_OPTIONS)
