@@ -48,6 +48,17 @@ def _check_partial_reduction(reduction):
         raise ValueError(f'partial sums need reduction "mean" or "sum", got {reduction!r}')
 
 
+def _grad_and_zero_hess(loss, y_true, x, sample_weight, out, backend):
+    """grad_hess of a loss that is piecewise linear in x: the "sum" gradient and zeros."""
+    gout, hout = (None, None) if out is None else out
+    g = loss.grad(y_true, x, sample_weight=sample_weight, reduction="sum", out=gout,
+                  backend=backend)
+    if hout is None:
+        return g, np.zeros_like(g)
+    v.check_out(hout, g.shape, g.dtype, "out[1]")[...] = 0
+    return g, hout
+
+
 def _backend_name(backend):
     name = _config.get_backend() if backend is None else _config.check_backend(backend)
     if name == "cuda":
@@ -418,13 +429,7 @@ class NLL:
 
     def grad_hess(self, y_true, log_probs, *, sample_weight=None, out=None, backend=None):
         """Gradient ("sum" convention) and the Hessian, which is 0 (the loss is linear)."""
-        gout, hout = (None, None) if out is None else out
-        g = self.grad(y_true, log_probs, sample_weight=sample_weight, reduction="sum", out=gout,
-                      backend=backend)
-        h = np.zeros_like(g) if hout is None else hout
-        if hout is not None:
-            v.check_out(hout, g.shape, g.dtype, "out[1]")[...] = 0
-        return g, h
+        return _grad_and_zero_hess(self, y_true, log_probs, sample_weight, out, backend)
 
 
 def nll(y_true, log_probs, *, class_weight=None, ignore_index=-100, sample_weight=None,
@@ -531,13 +536,7 @@ class MultiMargin(_LabelRowLoss):
         """Gradient ("sum" convention) and the diagonal Hessian (0 for p = 1)."""
         if self.params["p"] != 1:
             raise ValueError("multi_margin.grad_hess is implemented for p = 1 only")
-        gout, hout = (None, None) if out is None else out
-        g = self.grad(y_true, scores, sample_weight=sample_weight, reduction="sum", out=gout,
-                      backend=backend)
-        h = np.zeros_like(g) if hout is None else hout
-        if hout is not None:
-            v.check_out(hout, g.shape, g.dtype, "out[1]")[...] = 0
-        return g, h
+        return _grad_and_zero_hess(self, y_true, scores, sample_weight, out, backend)
 
 
 def multi_margin(y_true, scores, *, p=1, margin=1.0, class_weight=None, sample_weight=None,
