@@ -455,16 +455,15 @@ class _LabelRowLoss:
         # labels validated as cross_entropy does, with an ignore_index no label can take
         self._ce = CrossEntropy(class_weight=class_weight, ignore_index=-(1 << 62))
 
-    def _run(self, y_true, scores, sample_weight, reduction, backend, want_grad, out=None):
-        if reduction != "partial":
-            v.check_reduction(reduction)
+    def _rows(self, y_true, scores, sample_weight, reduction, backend, want_grad):
+        """(per-row losses, gradient times the reduction's scale or None, mean's denominator,
+        result dtype)."""
         name, x, labels, _, w, dtype = self._ce._prepare(y_true, scores, sample_weight, backend)
         if labels is None:
             raise ValueError(f"{self.name}: y_true must be integer class labels of shape (N,)")
         N = x.shape[0]
         denom = float(N) if w is None else float(np.sum(w))
         scale = (1.0 / denom if denom else float("nan")) if reduction == "mean" else 1.0
-        out = v.check_out(out, x.shape, dtype) if want_grad else None
         grad = None
         if name == "numpy":
             rows, g = self._reference(x, labels, w)
@@ -477,8 +476,14 @@ class _LabelRowLoss:
             if want_grad:
                 grad = np.empty(x.shape, x.dtype)
             self._kernel(x, labels, w, float(scale), grad, rows)
-        if reduction == "partial":
-            return float(np.sum(rows)), denom
+        return rows, grad, denom, dtype
+
+    def _run(self, y_true, scores, sample_weight, reduction, backend, want_grad, out=None):
+        v.check_reduction(reduction)
+        rows, grad, denom, dtype = self._rows(y_true, scores, sample_weight, reduction, backend,
+                                              want_grad)
+        if want_grad:
+            out = v.check_out(out, grad.shape, dtype)
         value = self._ce._reduce(rows, denom, reduction)
         if reduction == "none":
             value = value.astype(dtype)
@@ -495,7 +500,8 @@ class _LabelRowLoss:
     def partial(self, y_true, scores, *, sample_weight=None, reduction="mean", backend=None):
         """(sum of the row losses, the mean's denominator): see ``fastloss.Loss.partial``."""
         _check_partial_reduction(reduction)
-        return self._run(y_true, scores, sample_weight, "partial", backend, False)
+        rows, _, denom, _ = self._rows(y_true, scores, sample_weight, "sum", backend, False)
+        return float(np.sum(rows)), denom
 
     def value_and_grad(self, y_true, scores, *, sample_weight=None, reduction="mean", out=None,
                        backend=None):
