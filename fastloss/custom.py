@@ -212,26 +212,25 @@ def custom_loss(fn=None, *, grad=None, hess=None, name=None, y_domain="real", p_
 
 def _install(custom):
     """Register (or replace) the loss everywhere a loss is looked up."""
-    from .loss import _cached_loss
+    _forget(custom.name)
     _CUSTOM[custom.name] = custom
     REGISTRY[custom.name] = custom.spec()
-    _cached_loss.cache_clear()
-    import sys
-    for module in ("fastloss.backends.cpu", "fastloss.backends.reference"):
-        mod = sys.modules.get(module)
-        if mod is not None:
-            mod.forget(custom.name)
 
 
 def unregister(name):
     """Remove the custom loss ``name`` from the registry (built-in losses stay)."""
     if name not in _CUSTOM:
         raise ValueError(f"{name!r} is not a custom loss")
-    from .loss import _cached_loss
+    _forget(name)
     del _CUSTOM[name]
     del REGISTRY[name]
-    _cached_loss.cache_clear()
+
+
+def _forget(name):
+    """Drop what was built for ``name``: cached Loss objects, kernels, reference formulas."""
     import sys
+    from .loss import _cached_loss
+    _cached_loss.cache_clear()
     for module in ("fastloss.backends.cpu", "fastloss.backends.reference"):
         mod = sys.modules.get(module)
         if mod is not None:

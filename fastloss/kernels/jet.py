@@ -306,7 +306,7 @@ def chain(rule, a):
 
 def power(a, b):
     if isinstance(b, Jet):                                     # a^b = exp(b log a)
-        return chain(_exp, mul(b, chain(_log, lift(a))))
+        return _jet_exp(mul(b, _jet_log(lift(a))))
     if isinstance(a, Jet):
         return pow_const(a, float(b))
     return a ** b
@@ -368,7 +368,7 @@ def _make_jet(context, builder, sig, args):
 @lower_cast(types.Float, JetType)
 @lower_cast(types.Integer, JetType)
 @lower_cast(types.Boolean, JetType)
-def _number_to_jet(context, builder, fromty, toty, val):
+def _numberlift(context, builder, fromty, toty, val):
     jet = cgutils.create_struct_proxy(toty)(context, builder)
     jet.v = context.cast(builder, val, fromty, types.float64)
     jet.g = context.get_constant(types.float64, 0.0)
@@ -399,9 +399,9 @@ _ARITHMETIC = {
     operator.mul: (lambda a, b: mul(a, b), lambda a, b: scale(a, b), lambda a, b: scale(b, a)),
     operator.truediv: (lambda a, b: div(a, b), lambda a, b: scale(a, 1.0 / b),
                        lambda a, b: div(Jet(a, 0.0, 0.0), b)),
-    operator.pow: (lambda a, b: _jet_exp(b * _as_jet_log(a)),
+    operator.pow: (lambda a, b: _jet_exp(b * _jet_log(a)),
                    lambda a, b: pow_const(a, float(b)),
-                   lambda a, b: _jet_exp(b * _as_jet_log(a))),
+                   lambda a, b: _jet_exp(b * _jet_log(lift(a)))),
 }
 for _op, _impls in _ARITHMETIC.items():
     _arithmetic(_op, *_impls)
@@ -450,17 +450,6 @@ def _ov_abs(a):
         return lambda a: chain_parts(a, *_abs(a.v))
 
 
-def _extremum(fn, pick_first):
-    @overload(fn)
-    def _ov(a, b):
-        if (_is_jet(a) or _is_jet(b)) and (_is_jet(a) or _is_num(a)) and \
-                (_is_jet(b) or _is_num(b)):
-            def impl(a, b):
-                ja, jb = _to_jet(a), _to_jet(b)
-                return ja if pick_first(ja.v, jb.v) else jb
-            return impl
-
-
 @register_jitable
 def _first_is_max(x, y):
     return not y > x
@@ -471,29 +460,12 @@ def _first_is_min(x, y):
     return not y < x
 
 
-_extremum(max, _first_is_max)
-_extremum(min, _first_is_min)
-
-
-def _to_jet(x):
-    return lift(x)
-
-
-@overload(_to_jet)
-def _ov_to_jet(x):
+@overload(lift)
+def _ov_lift(x):
     if _is_jet(x):
         return lambda x: x
     if _is_num(x):
         return lambda x: Jet(x, 0.0, 0.0)
-
-
-def _as_jet_log(x):
-    return chain(_log, lift(x))
-
-
-@overload(_as_jet_log)
-def _ov_as_jet_log(x):
-    return lambda x: _jet_log(_to_jet(x))
 
 
 # -- derivatives out of a result ----------------------------------------------------
@@ -547,7 +519,7 @@ def _binary_extremum(pick_first):
     def _ov(a, b):
         if _is_num(a) and _is_num(b):
             return lambda a, b: a if pick_first(a, b) else b
-        return lambda a, b: _to_jet(a) if pick_first(_to_jet(a).v, _to_jet(b).v) else _to_jet(b)
+        return lambda a, b: lift(a) if pick_first(lift(a).v, lift(b).v) else lift(b)
     return fn
 
 
@@ -558,7 +530,7 @@ def _where(c, a, b):
 @overload(_where)
 def _ov_where(c, a, b):
     if _is_jet(a) or _is_jet(b):
-        return lambda c, a, b: _to_jet(a) if c else _to_jet(b)
+        return lambda c, a, b: lift(a) if c else lift(b)
     return lambda c, a, b: a if c else b
 
 
@@ -582,6 +554,19 @@ def _ov_pow_fn(a, b):
 
 _binary_extremum_max = _binary_extremum(_first_is_max)
 _binary_extremum_min = _binary_extremum(_first_is_min)
+
+
+def _builtin_extremum(builtin, shim):
+    """max() and min() on jets: the same choice as the NumPy shims make."""
+    @overload(builtin)
+    def _ov(a, b):
+        if (_is_jet(a) or _is_jet(b)) and (_is_jet(a) or _is_num(a)) and \
+                (_is_jet(b) or _is_num(b)):
+            return lambda a, b: shim(a, b)
+
+
+_builtin_extremum(max, _binary_extremum_max)
+_builtin_extremum(min, _binary_extremum_min)
 
 _REALS = {name: (lambda rule: lambda v: rule(np.float64(v))[0])(rule)
           for name, rule in RULES.items()}
