@@ -77,9 +77,8 @@ def _tree(states, split_every):
     return states[0]
 
 
-def _state(name, y_true, y_pred, sample_weight, reduction, split_every, params):
-    loss_object = get(name, **params)
-    y, p, w = _aligned(loss_object, y_true, y_pred, sample_weight)
+def _state(name, params, y, p, w, reduction, split_every):
+    """The merged Accumulator state over aligned arrays, as a Delayed."""
     chunk = dask.delayed(_chunk_state, pure=True)
     states = [chunk(name, params, reduction, yb, pb, wb) for yb, pb, wb in _blocks(y, p, w)]
     if not states:                                    # a 0-d input has one block
@@ -96,7 +95,8 @@ def loss(name, y_true, y_pred, *, sample_weight=None, reduction="mean", split_ev
     if reduction == "none":
         return _none(name, y_true, y_pred, sample_weight, params)
     Accumulator(name, reduction=reduction, **params)          # parameters checked now
-    state = _state(name, y_true, y_pred, sample_weight, reduction, split_every, params)
+    y, p, w = _aligned(get(name, **params), y_true, y_pred, sample_weight)
+    state = _state(name, params, y, p, w, reduction, split_every)
     return dask.delayed(_result, pure=True)(state)
 
 
@@ -132,10 +132,8 @@ def _none(name, y_true, y_pred, sample_weight, params):
                       params=params)
 
 
-def _denominator(name, y_true, y_pred, sample_weight, reduction, split_every, params):
+def _denominator(loss_object, name, params, y, p, w, reduction, split_every):
     """The mean's denominator, lazily where it depends on the data."""
-    loss_object = get(name, **params)
-    y, p, w = _aligned(loss_object, y_true, y_pred, sample_weight)
     if reduction == "sum":
         return 1.0
     simple = not _is_row_loss(loss_object) or (
@@ -146,7 +144,7 @@ def _denominator(name, y_true, y_pred, sample_weight, reduction, split_every, pa
             return float(p.shape[0] * per_row if p.ndim else 1)
         return w.sum(dtype=np.float64) * per_row
     # class weights, ignored labels or batchmean: the accumulator's denominator
-    state = _state(name, y_true, y_pred, sample_weight, reduction, split_every, params)
+    state = _state(name, params, y, p, w, reduction, split_every)
     return dask.delayed(_denominator_of, pure=True)(state)
 
 
@@ -174,7 +172,7 @@ def grad(name, y_true, y_pred, *, sample_weight=None, reduction="mean", split_ev
                          f"got {reduction!r}")
     Accumulator(name, reduction=reduction, **params)
     y, p, w = _aligned(loss_object, y_true, y_pred, sample_weight)
-    denom = _denominator(name, y_true, y_pred, sample_weight, reduction, split_every, params)
+    denom = _denominator(loss_object, name, params, y, p, w, reduction, split_every)
     scale = dask.delayed(_inverse, pure=True)(denom) if not isinstance(denom, float) \
         else _inverse(denom)
     dtype = p.dtype if p.dtype.kind == "f" else np.dtype(np.float64)
