@@ -12,13 +12,14 @@ import inspect
 from ._config import get_backend, get_num_threads, set_backend, set_num_threads, use_backend
 from .accumulate import Accumulator
 from .backends import available as available_backends
+from .backends import describe as backend_info
 from .loss import Loss, available, get
 from .multiclass import cross_entropy, linear_cross_entropy, multi_margin, nll, softmax_focal
 from .specs import REGISTRY
 
 __version__ = "0.1.0"
 
-__all__ = ["Accumulator", "Loss", "custom_loss", "available", "available_backends", "get", "get_backend", "get_num_threads",
+__all__ = ["Accumulator", "Loss", "custom_loss", "available", "available_backends", "backend_info", "get", "get_backend", "get_num_threads",
            "set_backend", "set_num_threads", "use_backend", "cross_entropy", "linear_cross_entropy", "multi_margin", "nll",
            "softmax_focal",
            *REGISTRY]

@@ -22,7 +22,8 @@ def _as_array(x, name):
         a = x
     else:
         if hasattr(x, "__cuda_array_interface__"):
-            raise TypeError(f"{name} is a CUDA array; the cuda backend is not available yet")
+            raise TypeError(f"{name} is a CUDA array; use backend=\"cuda\" (or \"auto\") to compute "
+                            f"on the GPU, or copy it to the host first")
         try:
             a = np.asarray(x)
         except (ValueError, TypeError) as e:
@@ -140,3 +141,26 @@ def finish_out(buf, out, shape, dtype):
     if flat is None or not np.shares_memory(flat, buf):
         out[...] = buf.reshape(shape)
     return out
+
+
+# The array operations of the host backends ("numpy", "cpu"); the CUDA backend
+# has the same four for device arrays (fastloss.backends.cuda.arrays).
+
+def output(out, x, name="out"):
+    """(the caller's ``out`` checked, a flat buffer of the kernel dtype for the kernel to write)."""
+    out = check_out(out, x.shape, x.out_dtype, name)
+    return out, kernel_out(out, x.size, x.kernel_dtype)
+
+
+def empty(x):
+    """A flat kernel buffer for a result of x's size."""
+    return np.empty(x.size, x.kernel_dtype)
+
+
+def result(buf, out, x):
+    """The array result: in ``out`` when given, else of y_pred's shape and result dtype."""
+    return finish_out(buf, out, x.shape, x.out_dtype)
+
+
+def host(a):
+    return a

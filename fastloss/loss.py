@@ -12,8 +12,7 @@ from .specs import DOMAINS, REGISTRY
 def _resolve_backend(backend, *arrays):
     name = _config.get_backend() if backend is None else _config.check_backend(backend)
     if name == "auto":
-        on_device = any(type(a) is not np.ndarray and hasattr(a, "__cuda_array_interface__")
-                        for a in arrays)
+        on_device = any(backends.on_device(a) for a in arrays)
         name = "cuda" if on_device else "cpu"
     return backends.load(name)
 
@@ -44,8 +43,8 @@ class Loss:
     # -- helpers ------------------------------------------------------------
 
     def _prepare(self, y_true, y_pred, sample_weight, backend):
-        be = _resolve_backend(backend, y_true, y_pred)
-        return be, v.prepare(y_true, y_pred, sample_weight)
+        be = _resolve_backend(backend, y_true, y_pred, sample_weight)
+        return be, be.arrays.prepare(y_true, y_pred, sample_weight)
 
     def _check_reduction(self, reduction):
         if reduction not in self.spec.extra_reductions:
@@ -67,11 +66,12 @@ class Loss:
             return 1.0
         return float(x.size) if x.w is None else total
 
-    def _check_domain(self, bad, x):
+    def _check_domain(self, bad, x, be):
         if not bad:
             return
         from .backends.reference import DOMAIN_MASKS
         for arg, arr, domain in (("y_true", x.y, self.spec.y_domain), ("y_pred", x.p, self.spec.p_domain)):
+            arr = be.arrays.host(arr)
             wrong = np.flatnonzero(~DOMAIN_MASKS[domain](arr))
             if wrong.size:
                 i = int(wrong[0])
@@ -80,9 +80,6 @@ class Loss:
                                  f"invalid value(s), the first {float(arr[i])!r} at index {index}")
         raise ValueError(f"{self.name}: invalid inputs")  # pragma: no cover
 
-    def _buffer(self, out, x, name="out"):
-        out = v.check_out(out, x.shape, x.out_dtype, name)
-        return out, v.kernel_out(out, x.size, x.kernel_dtype)
 
     # -- public methods ------------------------------------------------------
 
@@ -90,17 +87,17 @@ class Loss:
         """The loss: a float for "mean" and "sum", an array of y_pred's shape for "none"."""
         if reduction not in v.REDUCTIONS:
             self._check_reduction(reduction)
-        be = _resolve_backend(backend, y_true, y_pred)
-        x = v.prepare(y_true, y_pred, sample_weight)
+        be = _resolve_backend(backend, y_true, y_pred, sample_weight)
+        x = be.arrays.prepare(y_true, y_pred, sample_weight)
         denom = (float(x.size) if x.w is None and reduction == "mean"
                  else self._denominator(be, x, reduction))
         if reduction == "none":
-            buf = np.empty(x.size, x.kernel_dtype)
-            self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, buf), x)
-            return v.finish_out(buf, None, x.shape, x.out_dtype)
+            buf = be.arrays.empty(x)
+            self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, buf), x, be)
+            return be.arrays.result(buf, None, x)
         total, bad = be.reduce_value(self.name, x.y, x.p, x.w, self._theta)
         if bad:
-            self._check_domain(bad, x)
+            self._check_domain(bad, x, be)
         if reduction == "mean" and denom:
             return float(total) / denom
         return self._reduce(total, denom, x, reduction)
@@ -120,7 +117,7 @@ class Loss:
         be, x = self._prepare(y_true, y_pred, sample_weight, backend)
         denom = self._denominator(be, x, "mean" if reduction == "sum" else reduction)
         total, bad = be.reduce_value(self.name, x.y, x.p, x.w, self._theta)
-        self._check_domain(bad, x)
+        self._check_domain(bad, x, be)
         return float(total), float(denom)
 
     def _reduce(self, total, denom, x, reduction):
@@ -159,27 +156,26 @@ class Loss:
         return self._scaled_grad(be, x, float(scale), out)
 
     def _scaled_grad(self, be, x, scale, out):
-        out, buf = self._buffer(out, x)
-        self._check_domain(be.grad(self.name, x.y, x.p, x.w, self._theta, scale, buf), x)
-        return v.finish_out(buf, out, x.shape, x.out_dtype)
+        out, buf = be.arrays.output(out, x)
+        self._check_domain(be.grad(self.name, x.y, x.p, x.w, self._theta, scale, buf), x, be)
+        return be.arrays.result(buf, out, x)
 
     def value_and_grad(self, y_true, y_pred, *, sample_weight=None, reduction="mean", out=None,
                        backend=None):
         """(value, grad) from one fused pass over the data."""
         self._check_reduction(reduction)
         be, x = self._prepare(y_true, y_pred, sample_weight, backend)
-        out, buf = self._buffer(out, x)
+        out, buf = be.arrays.output(out, x)
         denom = self._denominator(be, x, reduction)
         if reduction == "none":
-            values = np.empty(x.size, x.kernel_dtype)
-            self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, values), x)
+            values = be.arrays.empty(x)
+            self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, values), x, be)
             be.grad(self.name, x.y, x.p, x.w, self._theta, 1.0, buf)
-            return (v.finish_out(values, None, x.shape, x.out_dtype),
-                    v.finish_out(buf, out, x.shape, x.out_dtype))
+            return be.arrays.result(values, None, x), be.arrays.result(buf, out, x)
         scale = self._grad_scale(denom) if x.size else 1.0
         total, bad = be.value_and_grad(self.name, x.y, x.p, x.w, self._theta, scale, buf)
-        self._check_domain(bad, x)
-        return self._reduce(total, denom, x, reduction), v.finish_out(buf, out, x.shape, x.out_dtype)
+        self._check_domain(bad, x, be)
+        return self._reduce(total, denom, x, reduction), be.arrays.result(buf, out, x)
 
     def grad_hess(self, y_true, y_pred, *, sample_weight=None, out=None, backend=None):
         """Per-element first and second derivatives (the boosting convention: reduction "sum").
@@ -191,12 +187,11 @@ class Loss:
             out = (None, None)
         elif not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError("out must be a pair of arrays (grad, hess)")
-        gout, gbuf = self._buffer(out[0], x, "out[0]")
-        hout, hbuf = self._buffer(out[1], x, "out[1]")
+        gout, gbuf = be.arrays.output(out[0], x, "out[0]")
+        hout, hbuf = be.arrays.output(out[1], x, "out[1]")
         self._denominator(be, x, "sum")
-        self._check_domain(be.grad_hess(self.name, x.y, x.p, x.w, self._theta, gbuf, hbuf), x)
-        return (v.finish_out(gbuf, gout, x.shape, x.out_dtype),
-                v.finish_out(hbuf, hout, x.shape, x.out_dtype))
+        self._check_domain(be.grad_hess(self.name, x.y, x.p, x.w, self._theta, gbuf, hbuf), x, be)
+        return be.arrays.result(gbuf, gout, x), be.arrays.result(hbuf, hout, x)
 
 
 @functools.lru_cache(maxsize=256)

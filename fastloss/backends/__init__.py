@@ -14,7 +14,9 @@ imported on first use, so ``import fastloss`` never imports Numba.
 """
 import importlib
 
-_MODULES = {"numpy": "reference", "cpu": "cpu", "cuda": "cuda"}
+import numpy as np
+
+_MODULES = {"numpy": "reference", "cpu": "cpu", "cuda": "cuda.ops"}
 _loaded = {}
 
 
@@ -22,17 +24,32 @@ def load(name):
     """The backend module for ``name`` ("numpy", "cpu" or "cuda")."""
     mod = _loaded.get(name)
     if mod is None:
+        if name == "cuda":
+            from .cuda import require
+            require()
         mod = importlib.import_module(f"{__name__}.{_MODULES[name]}")
         _loaded[name] = mod
     return mod
 
 
+def on_device(a):
+    """Whether ``a`` is a GPU array: it has ``__cuda_array_interface__`` (or is the
+    CUDA simulator's stand-in for a device array, which has not)."""
+    return type(a) is not np.ndarray and (hasattr(a, "__cuda_array_interface__")
+                                          or type(a).__name__ == "FakeCUDAArray")
+
+
+def describe():
+    """{backend name: "available: ..." or "unavailable: why"} for this machine."""
+    import numba
+
+    from .._config import get_num_threads
+    from .cuda import describe as cuda
+    return {"numpy": "available: the NumPy reference",
+            "cpu": f"available: Numba {numba.__version__}, {get_num_threads()} threads",
+            "cuda": cuda()}
+
+
 def available():
     """The backends that can run on this machine, by name."""
-    names = ["numpy"]
-    try:
-        import numba  # noqa: F401
-        names.append("cpu")
-    except ImportError:  # pragma: no cover
-        pass
-    return names
+    return [name for name, state in describe().items() if state.startswith("available")]

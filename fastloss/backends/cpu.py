@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _config
+from .. import _validation as arrays  # noqa: F401  (host arrays in, host arrays out)
 from ..kernels import cache, scalar
 from ..specs import REGISTRY
 

@@ -7,6 +7,7 @@ also the baseline that the benchmarks compare against.  Each entry of
 """
 import numpy as np
 
+from .. import _validation as arrays  # noqa: F401  (host arrays in, host arrays out)
 from ..specs import REGISTRY
 
 

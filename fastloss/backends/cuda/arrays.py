@@ -1,0 +1,173 @@
+"""Inputs and outputs of the CUDA backend: device arrays in, device arrays out, no copies.
+
+Anything with ``__cuda_array_interface__`` (Numba device arrays, CuPy arrays,
+PyTorch CUDA tensors) is read where it lies; results come back as arrays of
+y_pred's kind (CuPy for CuPy, a tensor on y_pred's device for PyTorch, a Numba
+device array otherwise).  With host inputs and ``backend="cuda"`` the inputs
+are prepared as for the CPU, copied over, and the results copied back.
+Kernels read any real dtype and compute in float64, so only layout ever
+needs a copy: a C-contiguous array is used as is, a strided 1-D or 2-D one is
+gathered on the device.
+"""
+import numpy as np
+from numba import cuda
+
+from ... import _validation as v
+from .. import on_device as is_device
+from .elementwise import copy_1d, copy_2d
+from .launch import SIMULATED, THREADS, blocks_for
+
+
+class DeviceWeights:
+    """Sample weights on the device; each applies to ``inner`` consecutive elements."""
+
+    __slots__ = ("array", "inner")
+
+    def __init__(self, array, inner):
+        self.array = array
+        self.inner = inner
+
+
+class DevicePrepared:
+    """Flat device arrays for the kernels, and how to give the results back."""
+
+    __slots__ = ("y", "p", "w", "shape", "size", "out_dtype", "kernel_dtype", "host", "like")
+
+
+def as_device(a):
+    """A Numba device array viewing the GPU array ``a`` (no copy)."""
+    if SIMULATED and not hasattr(a, "__cuda_array_interface__"):
+        return a                              # the simulator's device array
+    return cuda.as_cuda_array(a)
+
+
+def _same_memory(a, b):
+    if SIMULATED:
+        return np.shares_memory(a._ary, b._ary)
+    return a.__cuda_array_interface__["data"][0] == b.__cuda_array_interface__["data"][0]
+
+
+def _readonly(a):
+    return hasattr(a, "__cuda_array_interface__") and a.__cuda_array_interface__["data"][1]
+
+
+def _device(a, name):
+    """``a`` as a Numba device array: a view of device memory, or a copy of host data."""
+    if is_device(a):
+        d = as_device(a)
+        if np.dtype(d.dtype).kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers (bool, int or float), got dtype {d.dtype}")
+        return d
+    return cuda.to_device(np.ascontiguousarray(v._as_array(a, name)))
+
+
+def flat(d):
+    """A 1-D C-ordered device array of ``d``'s elements: ``d`` itself when it is contiguous."""
+    if d.ndim == 0:
+        return d.reshape(1)
+    if d.is_c_contiguous():
+        return d.reshape(d.size)
+    out = cuda.device_array(d.size, d.dtype)
+    if d.ndim == 1:
+        copy_1d[blocks_for(d.size), THREADS](d, out)
+    elif d.ndim == 2:
+        copy_2d[blocks_for(d.size), THREADS](d, out)
+    else:
+        out = cuda.to_device(np.ascontiguousarray(d.copy_to_host()).reshape(-1))
+    return out
+
+
+def prepare(y_true, y_pred, sample_weight):
+    x = DevicePrepared()
+    if not any(is_device(a) for a in (y_true, y_pred, sample_weight)):
+        hx = v.prepare(y_true, y_pred, sample_weight)
+        x.host, x.like = True, None
+        x.shape, x.size, x.out_dtype, x.kernel_dtype = hx.shape, hx.size, hx.out_dtype, hx.kernel_dtype
+        x.y, x.p = cuda.to_device(hx.y), cuda.to_device(hx.p)
+        x.w = None if hx.w is None else DeviceWeights(cuda.to_device(hx.w), 1)
+        return x
+    p = _device(y_pred, "y_pred")
+    y = _device(y_true, "y_true")
+    if y.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same shape, got {y.shape} and {p.shape}")
+    x.host, x.like = False, y_pred
+    x.shape, x.size = tuple(p.shape), p.size
+    x.out_dtype = v.result_dtype(np.dtype(p.dtype))
+    x.kernel_dtype = v._float_kind(np.dtype(p.dtype))
+    x.p, x.y = flat(p), flat(y)
+    x.w = None if sample_weight is None else _weights(sample_weight, x.shape)
+    return x
+
+
+def _weights(sample_weight, shape):
+    w = _device(sample_weight, "sample_weight")
+    if len(shape) == 0:
+        if w.size != 1 or w.ndim > 1:
+            raise ValueError(f"sample_weight must hold one value for scalar inputs, got shape {w.shape}")
+        return DeviceWeights(flat(w), 1)
+    if tuple(w.shape) != shape[:1]:
+        raise ValueError(f"sample_weight must have shape ({shape[0]},) to match y_pred's first "
+                         f"axis, got {tuple(w.shape)}")
+    inner = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    return DeviceWeights(flat(w), max(inner, 1))
+
+
+def output(out, x, name="out"):
+    """(the caller's ``out`` checked, a flat buffer of the kernel dtype for the kernel to write)."""
+    if x.host:
+        out = v.check_out(out, x.shape, x.out_dtype, name)
+        return out, cuda.device_array(x.size, x.kernel_dtype)
+    if out is None:
+        return None, cuda.device_array(x.size, x.kernel_dtype)
+    if not is_device(out):
+        raise TypeError(f"{name} must be a CUDA array like y_pred, got {type(out).__name__}")
+    d = as_device(out)
+    if tuple(d.shape) != x.shape:
+        raise ValueError(f"{name} must have shape {x.shape}, got {tuple(d.shape)}")
+    if np.dtype(d.dtype) != x.out_dtype:
+        raise ValueError(f"{name} must have dtype {x.out_dtype}, got {d.dtype}")
+    if _readonly(out):
+        raise ValueError(f"{name} must be writeable")
+    if not d.is_c_contiguous():
+        raise ValueError(f"{name} must be C-contiguous")
+    if np.dtype(d.dtype) == x.kernel_dtype:
+        return out, flat(d)
+    return out, cuda.device_array(x.size, x.kernel_dtype)
+
+
+def empty(x):
+    """A flat kernel buffer for a result of x's size."""
+    return cuda.device_array(x.size, x.kernel_dtype)
+
+
+def _wrap_like(d, like):
+    """``d`` as an array of ``like``'s kind (CuPy, PyTorch), or as it is."""
+    module = type(like).__module__.split(".")[0]
+    if module == "cupy":
+        import cupy
+        return cupy.asarray(d)
+    if module == "torch":
+        import torch
+        return torch.as_tensor(d, device=like.device)
+    return d
+
+
+def result(buf, out, x):
+    """The array result: in ``out`` when given, else a new array of y_pred's kind and dtype."""
+    if x.host:
+        return v.result(buf.copy_to_host(), out, x)
+    if out is not None:
+        d = flat(as_device(out))
+        if not _same_memory(d, buf):
+            copy_1d[blocks_for(x.size), THREADS](buf, d)
+        return out
+    if np.dtype(buf.dtype) != x.out_dtype:
+        cast = cuda.device_array(x.size, x.out_dtype)
+        copy_1d[blocks_for(x.size), THREADS](buf, cast)
+        buf = cast
+    return _wrap_like(buf.reshape(x.shape) if x.shape != (x.size,) else buf, x.like)
+
+
+def host(a):
+    """A NumPy copy of a device array (for error messages)."""
+    return a.copy_to_host()

@@ -1,0 +1,132 @@
+"""CUDA kernels of the elementwise losses, built from the same scalar maths as the CPU kernels.
+
+``templates(name)`` closes the five kernels over the loss's value, gradient
+and Hessian from ``fastloss.kernels.scalar`` (or a custom loss's), which
+numba-cuda compiles as device functions: there is no CUDA copy of any
+formula.  Each thread walks a grid-stride loop in float64; a weight applies to
+``inner`` consecutive elements (one weight per row of an (n, k) input).
+"""
+import numpy as np
+from numba import cuda
+
+from ...kernels import scalar
+from ...specs import REGISTRY
+from .launch import store_partial
+
+
+@cuda.jit(device=True)
+def weight_at(w, i, inner):
+    return np.float64(w[i // inner])
+
+
+def templates(name):
+    """The kernels of loss ``name``: reduce_value, value_none, grad, value_and_grad, grad_hess."""
+    value, grad, hess = scalar.scalar_functions(name)
+    spec = REGISTRY[name]
+    y_ok = scalar.DOMAIN_CHECKS[spec.y_domain]
+    p_ok = scalar.DOMAIN_CHECKS[spec.p_domain]
+
+    @cuda.jit
+    def reduce_value(y, p, w, inner, th, sums, counts):
+        s = 0.0
+        k = 0
+        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
+            yi = np.float64(y[i])
+            pi = np.float64(p[i])
+            v = value(yi, pi, th)
+            if w is not None:
+                v = v * weight_at(w, i, inner)
+            s += v
+            k += not (y_ok(yi) and p_ok(pi))
+        store_partial(s, k, sums, counts)
+
+    @cuda.jit
+    def value_none(y, p, w, inner, th, out, sums, counts):
+        k = 0
+        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
+            yi = np.float64(y[i])
+            pi = np.float64(p[i])
+            v = value(yi, pi, th)
+            if w is not None:
+                v = v * weight_at(w, i, inner)
+            out[i] = v
+            k += not (y_ok(yi) and p_ok(pi))
+        store_partial(0.0, k, sums, counts)
+
+    @cuda.jit
+    def grad_kernel(y, p, w, inner, th, scale, out, sums, counts):
+        k = 0
+        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
+            yi = np.float64(y[i])
+            pi = np.float64(p[i])
+            g = grad(yi, pi, th) * scale
+            if w is not None:
+                g = g * weight_at(w, i, inner)
+            out[i] = g
+            k += not (y_ok(yi) and p_ok(pi))
+        store_partial(0.0, k, sums, counts)
+
+    @cuda.jit
+    def value_and_grad(y, p, w, inner, th, scale, out, sums, counts):
+        s = 0.0
+        k = 0
+        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
+            yi = np.float64(y[i])
+            pi = np.float64(p[i])
+            v = value(yi, pi, th)
+            g = grad(yi, pi, th) * scale
+            if w is not None:
+                wi = weight_at(w, i, inner)
+                v = v * wi
+                g = g * wi
+            s += v
+            out[i] = g
+            k += not (y_ok(yi) and p_ok(pi))
+        store_partial(s, k, sums, counts)
+
+    @cuda.jit
+    def grad_hess(y, p, w, inner, th, gout, hout, sums, counts):
+        k = 0
+        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
+            yi = np.float64(y[i])
+            pi = np.float64(p[i])
+            g = grad(yi, pi, th)
+            h = hess(yi, pi, th)
+            if w is not None:
+                wi = weight_at(w, i, inner)
+                g = g * wi
+                h = h * wi
+            gout[i] = g
+            hout[i] = h
+            k += not (y_ok(yi) and p_ok(pi))
+        store_partial(0.0, k, sums, counts)
+
+    return {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
+            "value_and_grad": value_and_grad, "grad_hess": grad_hess}
+
+
+@cuda.jit
+def weight_stats(w, sums, counts):
+    """Partial sums of the weights and counts of negative ones."""
+    s = 0.0
+    k = 0
+    for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
+        wi = np.float64(w[i])
+        s += wi
+        k += wi < 0.0
+    store_partial(s, k, sums, counts)
+
+
+@cuda.jit
+def copy_1d(src, dst):
+    """dst = src, elementwise (any strides; converts the dtype)."""
+    for i in range(cuda.grid(1), src.shape[0], cuda.gridsize(1)):
+        dst[i] = src[i]
+
+
+@cuda.jit
+def copy_2d(src, dst):
+    """dst (flat, C order) = src (2-D, any strides; converts the dtype)."""
+    cols = src.shape[1]
+    for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
+        dst[i] = src[i // cols, i % cols]

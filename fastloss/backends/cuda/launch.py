@@ -1,0 +1,110 @@
+"""Launch geometry and the deterministic two-step reduction shared by all CUDA kernels.
+
+A reducing kernel runs a fixed grid: every thread adds its elements (a
+grid-stride loop) in float64, each block adds its threads' sums with a tree
+in shared memory and writes one partial, and ``finish`` (one block) adds the
+partials, again in a fixed order.  No floating-point atomics: the same inputs
+on the same grid give the same bits on every run.  The grid depends on the
+input size only, never on the device, so two GPUs agree too.
+
+Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) every thread is a
+Python thread, so blocks and grids are kept small there.
+"""
+
+import numpy as np
+from numba import cuda, float64, int64
+from numba.core import config
+
+SIMULATED = bool(config.ENABLE_CUDASIM)
+THREADS = 4 if SIMULATED else 256          # a power of two: the trees halve it
+MAX_BLOCKS = 2 if SIMULATED else 1024       # about eight resident blocks per SM on an H100/H200
+
+
+def blocks_for(n):
+    """Blocks of THREADS threads for a grid-stride loop over n elements."""
+    return max(1, min(MAX_BLOCKS, -(-n // THREADS)))
+
+
+@cuda.jit(device=True)
+def block_sum(value):
+    """The sum of ``value`` over the block's threads (float64), returned to thread 0."""
+    shared = cuda.shared.array(THREADS, float64)
+    t = cuda.threadIdx.x
+    shared[t] = value
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            shared[t] += shared[t + step]
+        cuda.syncthreads()
+        step //= 2
+    total = shared[0]
+    cuda.syncthreads()                       # the buffer may be reused by the next call
+    return total
+
+
+@cuda.jit(device=True)
+def block_count(value):
+    """The sum of an integer ``value`` over the block's threads."""
+    shared = cuda.shared.array(THREADS, int64)
+    t = cuda.threadIdx.x
+    shared[t] = value
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step:
+            shared[t] += shared[t + step]
+        cuda.syncthreads()
+        step //= 2
+    total = shared[0]
+    cuda.syncthreads()
+    return total
+
+
+@cuda.jit(device=True)
+def store_partial(s, k, sums, counts):
+    """Block partials: the float64 sum ``s`` and the integer count ``k`` of this block."""
+    total = block_sum(s)
+    count = block_count(k)
+    if cuda.threadIdx.x == 0:
+        sums[cuda.blockIdx.x] = total
+        counts[cuda.blockIdx.x] = count
+
+
+@cuda.jit
+def finish(sums, counts, result):
+    """result[0] = sum of the partial sums, result[1] = sum of the counts (one block)."""
+    s = 0.0
+    k = 0
+    for b in range(cuda.threadIdx.x, sums.shape[0], THREADS):
+        s += sums[b]
+        k += counts[b]
+    total = block_sum(s)
+    count = block_count(k)
+    if cuda.threadIdx.x == 0:
+        result[0] = total
+        result[1] = count
+
+
+class Partials:
+    """Per-block sum and count buffers for a grid of ``blocks``, and their reduction."""
+
+    def __init__(self, blocks):
+        self.blocks = blocks
+        self.sums = cuda.device_array(blocks, np.float64)
+        self.counts = cuda.device_array(blocks, np.int64)
+
+    def total(self):
+        """(sum, count) over all blocks, as a Python float and int."""
+        result = cuda.device_array(2, np.float64)
+        finish[1, THREADS](self.sums, self.counts, result)
+        s, k = result.copy_to_host()
+        return float(s), int(k)
+
+
+def grid(n):
+    """(blocks, Partials) for a reducing kernel over n elements."""
+    blocks = blocks_for(n)
+    return blocks, Partials(blocks)
+
+

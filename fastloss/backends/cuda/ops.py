@@ -1,0 +1,68 @@
+"""The backend operations (see ``fastloss.backends``) on device arrays."""
+import threading
+
+from . import arrays  # noqa: F401  (the backend's array operations)
+from . import elementwise
+from .launch import THREADS, grid
+
+_kernels = {}
+_build_lock = threading.Lock()
+
+
+def kernels(name):
+    """The (lazily built) CUDA kernels of loss ``name``; each compiles per dtype on first launch."""
+    ks = _kernels.get(name)
+    if ks is None:
+        with _build_lock:
+            ks = _kernels.get(name)
+            if ks is None:
+                ks = _kernels[name] = elementwise.templates(name)
+    return ks
+
+
+def forget(name):
+    """Drop the kernels of ``name`` (a custom loss redefined with other code)."""
+    with _build_lock:
+        _kernels.pop(name, None)
+
+
+def _launch(kernel, n, *args):
+    """Run a kernel over n elements; (sum, count) of its block partials."""
+    blocks, partials = grid(n)
+    kernel[blocks, THREADS](*args, partials.sums, partials.counts)
+    return partials.total()
+
+
+def _weights(w):
+    return (None, 1) if w is None else (w.array, w.inner)
+
+
+def _run(name, kind, y, p, w, *args):
+    wa, inner = _weights(w)
+    return _launch(kernels(name)[kind], y.shape[0], y, p, wa, inner, *args)
+
+
+def reduce_value(name, y, p, w, theta):
+    return _run(name, "reduce_value", y, p, w, theta)
+
+
+def value_none(name, y, p, w, theta, out):
+    return _run(name, "value_none", y, p, w, theta, out)[1]
+
+
+def grad(name, y, p, w, theta, scale, out):
+    return _run(name, "grad", y, p, w, theta, float(scale), out)[1]
+
+
+def value_and_grad(name, y, p, w, theta, scale, out):
+    return _run(name, "value_and_grad", y, p, w, theta, float(scale), out)
+
+
+def grad_hess(name, y, p, w, theta, gout, hout):
+    return _run(name, "grad_hess", y, p, w, theta, gout, hout)[1]
+
+
+def weight_stats(w):
+    """(sum of the weights over all elements, count of negative weights)."""
+    total, negative = _launch(elementwise.weight_stats, w.array.shape[0], w.array)
+    return total * w.inner, negative
