@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from . import _config
+from . import _config, backends
 from . import _validation as v
 
 CE_DOC = __doc__
@@ -53,18 +53,56 @@ def _grad_and_zero_hess(loss, y_true, x, sample_weight, out, backend):
     gout, hout = (None, None) if out is None else out
     g = loss.grad(y_true, x, sample_weight=sample_weight, reduction="sum", out=gout,
                   backend=backend)
+    if backends.on_device(g):
+        from .backends.cuda.arrays import zeros_like
+        return g, zeros_like(g, hout, "out[1]")
     if hout is None:
         return g, np.zeros_like(g)
     v.check_out(hout, g.shape, g.dtype, "out[1]")[...] = 0
     return g, hout
 
 
-def _backend_name(backend):
+def _backend_name(backend, *arrays):
+    """The backend's name; "auto" is cuda when any of ``arrays`` is on a GPU, else cpu."""
     name = _config.get_backend() if backend is None else _config.check_backend(backend)
+    if name == "auto":
+        name = "cuda" if any(backends.on_device(a) for a in arrays) else "cpu"
     if name == "cuda":
-        from .backends import cuda
-        cuda.unavailable()
+        backends.load("cuda")                    # a clear error where it cannot run
     return name
+
+
+def _total(total, denom, reduction):
+    """The sum of the row losses as the reduced value: itself ("sum") or over the denominator."""
+    if reduction == "sum":
+        return total
+    if denom == 0:
+        warnings.warn("cross_entropy: the mean is over no weight (empty input, all targets "
+                      "ignored, or zero weights)", RuntimeWarning, stacklevel=4)
+        return float("nan")
+    return total / denom
+
+
+def _cuda_call(loss, y_true, x, sample_weight, reduction, grad=False, out=None):
+    """(value, gradient or None) of a row loss on the CUDA backend (``loss._cuda``)."""
+    value, g, _, denom = loss._cuda(y_true, x, sample_weight, reduction, grad=grad, out=out)
+    return (value if reduction == "none" else _total(value, denom, reduction)), g
+
+
+def _cuda_partial(loss, y_true, x, sample_weight):
+    total, _, _, denom = loss._cuda(y_true, x, sample_weight, "sum")
+    return total, denom
+
+
+def _cuda_rows(kernel_name, arguments):
+    """A launcher for ``cuda.multiclass.run``: row kernel ``kernel_name`` with the loss's
+    own arguments ``arguments(inputs)`` before (scale, grad, hess, rows) or (scale, grad, rows)."""
+    def launch(inputs, scale, grad, hess, rows):
+        from .backends.cuda import multiclass as cm
+        from .backends.cuda import rows as kernels
+        tail = (scale, grad, hess, rows) if kernel_name.startswith("cross_entropy") else (scale, grad, rows)
+        cm.launch_rows(getattr(kernels, kernel_name), rows.shape[0], *arguments(inputs), *tail)
+    return launch
 
 
 class CrossEntropy:
@@ -166,20 +204,34 @@ class CrossEntropy:
     def _reduce(rows, denom, reduction):
         if reduction == "none":
             return rows
-        total = float(np.sum(rows))
-        if reduction == "sum":
-            return total
-        if denom == 0:
-            warnings.warn("cross_entropy: the mean is over no weight (empty input, all targets "
-                          "ignored, or zero weights)", RuntimeWarning, stacklevel=3)
-            return float("nan")
-        return total / denom
+        return _total(float(np.sum(rows)), denom, reduction)
+
+    def _cuda_launch(self):
+        p = self.params
+        labels = _cuda_rows("cross_entropy_labels", lambda x: (
+            x.x, x.labels, x.class_weight, x.weights, p["ignore_index"], p["label_smoothing"],
+            p["z_loss"], p["softcap"]))
+        targets = _cuda_rows("cross_entropy_targets", lambda x: (
+            x.x, x.targets, x.class_weight, x.weights, p["label_smoothing"], p["z_loss"],
+            p["softcap"]))
+
+        def launch(inputs, *args):
+            (labels if inputs.labels is not None else targets)(inputs, *args)
+        return launch
+
+    def _cuda(self, y_true, logits, sample_weight, reduction, **options):
+        """(row losses or their sum, grad, hess, denominator) from the CUDA row kernels."""
+        from .backends.cuda import multiclass as cm
+        return cm.run(self, y_true, logits, sample_weight, reduction, self._cuda_launch(),
+                      ignore=self.params["ignore_index"], **options)
 
     # -- public methods ------------------------------------------------------
 
     def __call__(self, y_true, logits, *, sample_weight=None, reduction="mean", backend=None):
         """The loss: a float for "mean" and "sum", per-row losses (N,) for "none"."""
         v.check_reduction(reduction)
+        if _backend_name(backend, y_true, logits, sample_weight) == "cuda":
+            return _cuda_call(self, y_true, logits, sample_weight, reduction)[0]
         backend, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight,
                                                               backend)
         denom = self._denominator(labels, targets, w, x.shape[0])
@@ -192,6 +244,8 @@ class CrossEntropy:
     def partial(self, y_true, logits, *, sample_weight=None, reduction="mean", backend=None):
         """(sum of the row losses, the mean's denominator): see ``fastloss.Loss.partial``."""
         _check_partial_reduction(reduction)
+        if _backend_name(backend, y_true, logits, sample_weight) == "cuda":
+            return _cuda_partial(self, y_true, logits, sample_weight)
         backend, x, labels, targets, w, _ = self._prepare(y_true, logits, sample_weight, backend)
         denom = self._denominator(labels, targets, w, x.shape[0])
         return float(np.sum(self._run(backend, x, labels, targets, w, 1.0, None))), denom
@@ -200,6 +254,8 @@ class CrossEntropy:
                        backend=None):
         """(value, d value / d logits) in one pass; ``out`` may be the logits array itself."""
         v.check_reduction(reduction)
+        if _backend_name(backend, y_true, logits, sample_weight) == "cuda":
+            return _cuda_call(self, y_true, logits, sample_weight, reduction, True, out)
         backend, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight,
                                                               backend)
         out = v.check_out(out, x.shape, dtype)
@@ -236,6 +292,10 @@ class CrossEntropy:
         if self.params["z_loss"] or self.params["softcap"] is not None:
             raise ValueError("cross_entropy.grad_hess does not support z_loss or softcap")
         gout, hout = (None, None) if out is None else out
+        if _backend_name(backend, y_true, logits, sample_weight) == "cuda":
+            _, g, h, _ = self._cuda(y_true, logits, sample_weight, "sum", grad=True, out=gout,
+                                    hess=True, hess_out=hout)
+            return g, h
         value, g = self.value_and_grad(y_true, logits, sample_weight=sample_weight,
                                        reduction="sum", out=gout, backend=backend)
         backend, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight,
@@ -312,7 +372,12 @@ class LinearCrossEntropy:
 
     def _run(self, y_true, hidden, weight, bias, sample_weight, reduction, backend, want_grad):
         v.check_reduction(reduction)
-        name = _backend_name(backend)
+        name = _backend_name(backend, y_true, hidden, weight, bias, sample_weight)
+        if name == "cuda":
+            from .backends.cuda.linear import linear_cross_entropy
+            value, grads, denom = linear_cross_entropy(self, y_true, hidden, weight, bias,
+                                                       sample_weight, reduction, want_grad)
+            return (value if reduction == "none" else _total(value, denom, reduction)), grads
         h, w, b = self._check(hidden, weight, bias)
         N, C = h.shape[0], w.shape[0]
         labels, targets, sw = self.ce._targets(y_true, N, C, sample_weight)
@@ -377,6 +442,14 @@ class NLL:
         self._ce = CrossEntropy(class_weight=class_weight, ignore_index=ignore_index)
         self.params = {"class_weight": class_weight, "ignore_index": self._ce.params["ignore_index"]}
 
+    def _cuda(self, y_true, log_probs, sample_weight, reduction, **options):
+        from .backends.cuda import multiclass as cm
+        ignore = self.params["ignore_index"]
+        launch = _cuda_rows("nll", lambda x: (x.x, x.labels, x.class_weight, x.weights, ignore))
+        return cm.run(self._ce, y_true, log_probs, sample_weight, reduction, launch,
+                      name="log_probs", loss_name="nll", labels_only=True, ignore=ignore,
+                      **options)
+
     def _rows(self, y_true, log_probs, sample_weight, backend):
         _, x, labels, targets, w, dtype = self._ce._prepare(y_true, log_probs, sample_weight,
                                                             backend)
@@ -396,6 +469,8 @@ class NLL:
 
     def __call__(self, y_true, log_probs, *, sample_weight=None, reduction="mean", backend=None):
         v.check_reduction(reduction)
+        if _backend_name(backend, y_true, log_probs, sample_weight) == "cuda":
+            return _cuda_call(self, y_true, log_probs, sample_weight, reduction)[0]
         *_, rows, denom, dtype = self._rows(y_true, log_probs, sample_weight, backend)
         result = self._ce._reduce(rows, denom, reduction)
         return result.astype(dtype) if reduction == "none" else result
@@ -405,12 +480,16 @@ class NLL:
     def partial(self, y_true, log_probs, *, sample_weight=None, reduction="mean", backend=None):
         """(sum of the row losses, the mean's denominator): see ``fastloss.Loss.partial``."""
         _check_partial_reduction(reduction)
+        if _backend_name(backend, y_true, log_probs, sample_weight) == "cuda":
+            return _cuda_partial(self, y_true, log_probs, sample_weight)
         *_, rows, denom, _ = self._rows(y_true, log_probs, sample_weight, backend)
         return float(np.sum(rows)), denom
 
     def value_and_grad(self, y_true, log_probs, *, sample_weight=None, reduction="mean", out=None,
                        backend=None):
         v.check_reduction(reduction)
+        if _backend_name(backend, y_true, log_probs, sample_weight) == "cuda":
+            return _cuda_call(self, y_true, log_probs, sample_weight, reduction, True, out)
         x, labels, kept, coef, rows, denom, dtype = self._rows(y_true, log_probs, sample_weight,
                                                               backend)
         out = v.check_out(out, x.shape, dtype)
@@ -478,8 +557,16 @@ class _LabelRowLoss:
             self._kernel(x, labels, w, float(scale), grad, rows)
         return rows, grad, denom, dtype
 
+    def _cuda(self, y_true, scores, sample_weight, reduction, **options):
+        from .backends.cuda import multiclass as cm
+        return cm.run(self._ce, y_true, scores, sample_weight, reduction, self._cuda_launch(),
+                      loss_name=self.name, labels_only=True,
+                      ignore=self._ce.params["ignore_index"], class_weighted=False, **options)
+
     def _run(self, y_true, scores, sample_weight, reduction, backend, want_grad, out=None):
         v.check_reduction(reduction)
+        if _backend_name(backend, y_true, scores, sample_weight) == "cuda":
+            return _cuda_call(self, y_true, scores, sample_weight, reduction, want_grad, out)
         rows, grad, denom, dtype = self._rows(y_true, scores, sample_weight, reduction, backend,
                                               want_grad)
         if want_grad:
@@ -500,6 +587,8 @@ class _LabelRowLoss:
     def partial(self, y_true, scores, *, sample_weight=None, reduction="mean", backend=None):
         """(sum of the row losses, the mean's denominator): see ``fastloss.Loss.partial``."""
         _check_partial_reduction(reduction)
+        if _backend_name(backend, y_true, scores, sample_weight) == "cuda":
+            return _cuda_partial(self, y_true, scores, sample_weight)
         rows, _, denom, _ = self._rows(y_true, scores, sample_weight, "sum", backend, False)
         return float(np.sum(rows)), denom
 
@@ -532,6 +621,11 @@ class MultiMargin(_LabelRowLoss):
         from .backends.reference import multi_margin_rows
         return multi_margin_rows(x, labels, self._ce.class_weight, w, self.params["p"],
                                  self.params["margin"])
+
+    def _cuda_launch(self):
+        p, margin = self.params["p"], self.params["margin"]
+        return _cuda_rows("multi_margin", lambda x: (x.x, x.labels, x.class_weight, x.weights, p,
+                                                     margin))
 
     def _kernel(self, x, labels, w, scale, grad, rows):
         from .kernels.margin import multi_margin_rows
@@ -576,6 +670,10 @@ class SoftmaxFocal(_LabelRowLoss):
     def _reference(self, x, labels, w):
         from .backends.reference import softmax_focal_rows
         return softmax_focal_rows(x, labels, w, self.params["gamma"])
+
+    def _cuda_launch(self):
+        gamma = self.params["gamma"]
+        return _cuda_rows("softmax_focal", lambda x: (x.x, x.labels, x.weights, gamma))
 
     def _kernel(self, x, labels, w, scale, grad, rows):
         from .kernels.softmax import softmax_focal_rows

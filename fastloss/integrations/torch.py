@@ -7,8 +7,8 @@
 Forward runs the fused value-and-gradient kernel on the tensors' memory (CPU
 tensors are shared with NumPy, not copied) and keeps the gradient; backward
 scales it by the incoming gradient.  The functions are once differentiable
-(no double backward).  CUDA tensors raise a TypeError until the CUDA backend
-exists.
+(no double backward).  CUDA tensors run on the cuda backend (``fastloss[cuda]``),
+in place on the GPU, and the gradient stays there.
 """
 import numpy as np
 import torch
@@ -21,10 +21,16 @@ __all__ = ["loss_function", "FastLoss", "FastMSELoss", "FastL1Loss", "FastHuberL
 
 
 def _numpy(t, name):
+    """A CPU tensor's memory as a NumPy array; a CUDA tensor as itself (the cuda backend's input)."""
+    if t.device.type == "cuda":
+        return t.detach()
     if t.device.type != "cpu":
-        raise TypeError(f"{name} is on {t.device}; fastloss's PyTorch functions take CPU tensors "
-                        "(the CUDA backend is not available yet)")
+        raise TypeError(f"{name} is on {t.device}; fastloss takes CPU and CUDA tensors")
     return t.detach().numpy()
+
+
+def _tensor(a):
+    return a if isinstance(a, torch.Tensor) else torch.from_numpy(a)
 
 
 class _LossFunction(torch.autograd.Function):
@@ -34,9 +40,9 @@ class _LossFunction(torch.autograd.Function):
         y = _numpy(target, "target")
         w = None if weight is None else _numpy(weight, "weight")
         value, grad = loss.value_and_grad(y, x, sample_weight=w, reduction=reduction)
-        ctx.save_for_backward(torch.from_numpy(grad))
+        ctx.save_for_backward(_tensor(grad))
         ctx.scalar = reduction != "none"
-        return torch.as_tensor(value, dtype=input.dtype)
+        return torch.as_tensor(value, dtype=input.dtype, device=input.device)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -74,7 +80,7 @@ class FastLoss(torch.nn.Module):
 
 
 def _class_weight(weight):
-    return None if weight is None else _numpy(torch.as_tensor(weight), "weight").astype(np.float64)
+    return None if weight is None else torch.as_tensor(weight).detach().cpu().numpy().astype(np.float64)
 
 
 class FastMSELoss(FastLoss):

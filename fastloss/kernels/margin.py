@@ -12,6 +12,15 @@ from numba import njit, prange
 from . import cache
 
 
+@njit(inline="always", error_model="numpy")
+def margin_term(d, power):
+    """(max(0, d)^p, its derivative in d) for p in {1, 2}."""
+    h = d if d > 0.0 else 0.0
+    term = h if power == 1 else h * h
+    slope = (1.0 if h > 0.0 else 0.0) if power == 1 else 2.0 * h
+    return term, slope
+
+
 @njit(parallel=True, error_model="numpy", nogil=True)
 def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin, scale, out, row_loss):
     N, C = x.shape
@@ -24,10 +33,7 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin, sca
         total = 0.0
         slope_t = 0.0
         for j in range(np.uint64(0), np.uint64(C)):
-            h = margin - xt + np.float64(x[i, j])
-            h = h if h > 0.0 else 0.0
-            term = h if power == 1 else h * h
-            slope = (1.0 if h > 0.0 else 0.0) if power == 1 else 2.0 * h
+            term, slope = margin_term(margin - xt + np.float64(x[i, j]), power)
             if j == t:
                 term = 0.0
                 slope = 0.0

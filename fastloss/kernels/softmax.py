@@ -34,7 +34,7 @@ def _add(s, v):
 
 
 @njit(inline="always", error_model="numpy")
-def _capped(x, cap):
+def capped(x, cap):
     """softcap * tanh(x / softcap), or x when cap is None."""
     if cap is None:
         return x
@@ -44,7 +44,7 @@ def _capped(x, cap):
 
 
 @njit(inline="always", error_model="numpy")
-def _cap_slope(x, cap):
+def cap_slope(x, cap):
     """d/dx of softcap * tanh(x / softcap), or 1."""
     if cap is None:
         return 1.0
@@ -57,7 +57,7 @@ def _logit(x, i, j, cap):
     """x[i, j] in its own precision, or capped (in float64) when a softcap is set."""
     if cap is None:
         return x[i, j]
-    return _capped(np.float64(x[i, j]), cap)
+    return capped(np.float64(x[i, j]), cap)
 
 
 @njit(**_OPTIONS)
@@ -118,6 +118,39 @@ def _row_max_sum(x, i, cap):
 
 
 @njit(inline="always", error_model="numpy")
+def row_loss_value(r, a, bx, lse, z):
+    """l_i = r_i (a_i lse_i - sum_j b_ij x_ij + z lse_i^2), a_i = sum_j b_ij."""
+    return r * (a * lse - bx + z * lse * lse)
+
+
+@njit(inline="always", error_model="numpy")
+def softmax_coef(scale, r, a, z, lse):
+    """The factor of p_ij in d l_i / d x_ij (times ``scale``): r_i (a_i + 2 z lse_i)."""
+    return scale * r * (a + 2.0 * z * lse)
+
+
+@njit(inline="always", error_model="numpy")
+def label_target_sums(wt, xt, sw, swx, eps, C):
+    """(a, sum_j b_j x_j) of a label t with smoothing eps: b_j = (1 - eps) w_t [j = t] + eps w_j / C.
+
+    ``wt``, ``xt``: the target's weight and logit; ``sw``, ``swx``: sum_j w_j and
+    sum_j w_j x_j (unused when eps is 0).
+    """
+    a = (1.0 - eps) * wt
+    bx = a * xt
+    if eps != 0.0:
+        a += eps / C * sw
+        bx += eps / C * swx
+    return a, bx
+
+
+@njit(inline="always", error_model="numpy")
+def target_weight(wj, q, eps, C):
+    """b_j for class-probability targets q: w_j ((1 - eps) q_j + eps / C)."""
+    return wj * ((1.0 - eps) * q + eps / C)
+
+
+@njit(inline="always", error_model="numpy")
 def _weight(w, j):
     """w[j] as float64, or 1 when there are no weights."""
     if w is None:
@@ -142,20 +175,17 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
         lse = m + fmath.flog(total)
         r = _weight(sample_weight, i)
         wt = _weight(class_weight, t)
-        a = (1.0 - eps) * wt                              # the target's total weight
-        bx = a * _capped(np.float64(x[i, t]), cap)        # sum_j b_j x_j
+        sw = 0.0
+        swx = 0.0
         if eps != 0.0:
-            sw = 0.0
-            swx = 0.0
             for j in range(np.uint64(0), np.uint64(C)):
                 wj = _weight(class_weight, j)
                 sw = _add(sw, wj)
-                swx = _add(swx, wj * _capped(np.float64(x[i, j]), cap))
-            a += eps / C * sw
-            bx += eps / C * swx
-        row_loss[i] = r * (a * lse - bx + z * lse * lse)
+                swx = _add(swx, wj * capped(np.float64(x[i, j]), cap))
+        a, bx = label_target_sums(wt, capped(np.float64(x[i, t]), cap), sw, swx, eps, C)
+        row_loss[i] = row_loss_value(r, a, bx, lse, z)
         if out is not None:
-            k = scale * r * (a + 2.0 * z * lse)
+            k = softmax_coef(scale, r, a, z, lse)
             # p_j = exp(x_j - m) / total: x_j - m is exact near the maximum
             m_x = fmath.as_type_of(m, _logit(x, i, 0, cap))
             inv_total = 1.0 / total
@@ -174,7 +204,7 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
                 pj = fmath.exp_same_type(_logit(x, i, j, cap) - m_x) * inv_x
                 g = (k_x * pj - smooth_x * fmath.as_type_of(_weight(class_weight, j), m_x)
                      - (hit_x if j == t else zero))
-                out[i, j] = g * fmath.as_type_of(_cap_slope(np.float64(x[i, j]), cap), m_x)
+                out[i, j] = g * fmath.as_type_of(cap_slope(np.float64(x[i, j]), cap), m_x)
 
 
 @njit(parallel=True, **_OPTIONS)
@@ -189,20 +219,20 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
         a = 0.0
         bx = 0.0
         for j in range(np.uint64(0), np.uint64(C)):
-            b = _weight(class_weight, j) * ((1.0 - eps) * np.float64(targets[i, j]) + eps / C)
+            b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
             a = _add(a, b)
-            bx = _add(bx, b * _capped(np.float64(x[i, j]), cap))
-        row_loss[i] = r * (a * lse - bx + z * lse * lse)
+            bx = _add(bx, b * capped(np.float64(x[i, j]), cap))
+        row_loss[i] = row_loss_value(r, a, bx, lse, z)
         if out is not None:
-            k = scale * r * (a + 2.0 * z * lse)
+            k = softmax_coef(scale, r, a, z, lse)
             # p_j = exp(x_j - m) / total: x_j - m is exact near the maximum
             m_x = fmath.as_type_of(m, _logit(x, i, 0, cap))
             inv_total = 1.0 / total
             for j in range(np.uint64(0), np.uint64(C)):
                 xj = np.float64(x[i, j])
                 pj = fmath.exp_in_precision_of(_logit(x, i, j, cap) - m_x, x[i, j]) * inv_total
-                b = _weight(class_weight, j) * ((1.0 - eps) * np.float64(targets[i, j]) + eps / C)
-                out[i, j] = (k * pj - scale * r * b) * _cap_slope(xj, cap)
+                b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
+                out[i, j] = (k * pj - scale * r * b) * cap_slope(xj, cap)
 
 
 @njit(inline="always", error_model="numpy")

@@ -38,6 +38,8 @@ def as_device(a):
     """A Numba device array viewing the GPU array ``a`` (no copy)."""
     if SIMULATED and not hasattr(a, "__cuda_array_interface__"):
         return a                              # the simulator's device array
+    if getattr(a, "requires_grad", False):
+        a = a.detach()                        # a PyTorch tensor in an autograd graph
     return cuda.as_cuda_array(a)
 
 
@@ -58,7 +60,10 @@ def _device(a, name):
         if np.dtype(d.dtype).kind not in "biuf":
             raise TypeError(f"{name} must hold real numbers (bool, int or float), got dtype {d.dtype}")
         return d
-    return cuda.to_device(np.ascontiguousarray(v._as_array(a, name)))
+    h = v._as_array(a, name)
+    if not h.dtype.isnative:
+        h = h.astype(h.dtype.newbyteorder("="))
+    return cuda.to_device(np.ascontiguousarray(h))
 
 
 def flat(d):
@@ -171,3 +176,17 @@ def result(buf, out, x):
 def host(a):
     """A NumPy copy of a device array (for error messages)."""
     return a.copy_to_host()
+
+
+def zeros_like(g, out=None, name="out"):
+    """Zeros of device array ``g``'s shape, dtype and kind; written into ``out`` when given."""
+    zeros = np.zeros(tuple(g.shape), np.dtype(g.dtype))
+    if out is None:
+        return _wrap_like(cuda.to_device(zeros), g)
+    if not is_device(out):
+        raise TypeError(f"{name} must be a CUDA array like the gradient, got {type(out).__name__}")
+    d = as_device(out)
+    if tuple(d.shape) != zeros.shape or np.dtype(d.dtype) != zeros.dtype:
+        raise ValueError(f"{name} must have shape {zeros.shape} and dtype {zeros.dtype}")
+    d.copy_to_device(zeros)
+    return out

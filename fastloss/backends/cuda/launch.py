@@ -25,7 +25,7 @@ def blocks_for(n):
     return max(1, min(MAX_BLOCKS, -(-n // THREADS)))
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def block_sum(value):
     """The sum of ``value`` over the block's threads (float64), returned to thread 0."""
     shared = cuda.shared.array(THREADS, float64)
@@ -43,7 +43,7 @@ def block_sum(value):
     return total
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
 def block_count(value):
     """The sum of an integer ``value`` over the block's threads."""
     shared = cuda.shared.array(THREADS, int64)
@@ -61,7 +61,25 @@ def block_count(value):
     return total
 
 
-@cuda.jit(device=True)
+@cuda.jit(device=True, inline="always")
+def block_max(value):
+    """The maximum of ``value`` (never NaN) over the block's threads."""
+    shared = cuda.shared.array(THREADS, float64)
+    t = cuda.threadIdx.x
+    shared[t] = value
+    cuda.syncthreads()
+    step = THREADS // 2
+    while step > 0:
+        if t < step and shared[t + step] > shared[t]:
+            shared[t] = shared[t + step]
+        cuda.syncthreads()
+        step //= 2
+    top = shared[0]
+    cuda.syncthreads()
+    return top
+
+
+@cuda.jit(device=True, inline="always")
 def store_partial(s, k, sums, counts):
     """Block partials: the float64 sum ``s`` and the integer count ``k`` of this block."""
     total = block_sum(s)

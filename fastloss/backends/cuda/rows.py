@@ -1,0 +1,234 @@
+"""CUDA kernels of the losses over rows of class scores: one block per row.
+
+The block's threads stride over the row's C columns.  The softmax losses
+keep, per thread, a running maximum and a sum of exponentials rescaled
+whenever the maximum grows (the online log-sum-exp), combine them across the
+block in shared memory, and then make one more pass over the row for the
+gradient: two reads and one write per element, and nothing of size (N, C)
+besides the gradient.  The row formulas are the CPU kernels' own
+(``fastloss.kernels.softmax`` and ``margin``), compiled as device functions.
+Every value that the gradient pass overwrites in place (``out`` is the logits)
+is read before the block's first barrier.
+"""
+import math
+
+import numpy as np
+from numba import cuda
+
+from ...kernels.margin import margin_term
+from ...kernels.softmax import (cap_slope, capped, focal_factors, label_target_sums,
+                                row_loss_value, softmax_coef, target_weight)
+from .launch import SIMULATED, THREADS, block_max, block_sum, store_partial
+
+MAX_ROW_BLOCKS = 2 if SIMULATED else 1 << 16
+
+
+def row_blocks(n_rows):
+    return max(1, min(MAX_ROW_BLOCKS, n_rows))
+
+
+@cuda.jit(device=True)
+def _weight(w, j):
+    if w is None:
+        return 1.0
+    return np.float64(w[j])
+
+
+@cuda.jit(device=True)
+def _push(m, s, v):
+    """Add exp(v) to a running (maximum m, sum s of exp(x - m))."""
+    if v > m:
+        return v, s * math.exp(m - v) + 1.0
+    if v == -math.inf:
+        return m, s
+    return m, s + math.exp(v - m)              # a NaN v makes the sum NaN
+
+
+@cuda.jit(device=True)
+def _row_max_sum(m, s):
+    """(M, S): the row's maximum and sum_j exp(x_j - M), from every thread's (m, s)."""
+    top = block_max(m)
+    if m != top:
+        s = s * math.exp(m - top)
+    return top, block_sum(s)
+
+
+@cuda.jit
+def label_check(labels, C, ignore, class_weight, sample_weight, first_bad, sums, counts):
+    """Partials of the mean's denominator, sum_i r_i w[t_i] over rows not ignored, and of
+    the count of labels outside [0, C) that are not ``ignore``; the first such row into
+    first_bad[0] (an atomic minimum, so the result does not depend on the order)."""
+    s = 0.0
+    k = 0
+    for i in range(cuda.grid(1), labels.shape[0], cuda.gridsize(1)):
+        t = labels[i]
+        if t == ignore:
+            continue
+        if t < 0 or t >= C:
+            k += 1
+            cuda.atomic.min(first_bad, 0, i)
+            continue
+        s += _weight(sample_weight, i) * _weight(class_weight, t)
+    store_partial(s, k, sums, counts)
+
+
+@cuda.jit
+def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore, eps, z, cap, scale,
+                         out, hess, rows):
+    N, C = x.shape
+    tid = cuda.threadIdx.x
+    for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
+        t = labels[i]
+        if t == ignore:
+            if tid == 0:
+                rows[i] = 0.0
+            for j in range(tid, C, THREADS):
+                if out is not None:
+                    out[i, j] = 0.0
+                if hess is not None:
+                    hess[i, j] = 0.0
+            continue
+        xt = capped(np.float64(x[i, t]), cap)
+        m = -math.inf
+        s = 0.0
+        sw = 0.0
+        swx = 0.0
+        for j in range(tid, C, THREADS):
+            v = capped(np.float64(x[i, j]), cap)
+            m, s = _push(m, s, v)
+            if eps != 0.0:
+                wj = _weight(class_weight, j)
+                sw += wj
+                swx += wj * v
+        top, total = _row_max_sum(m, s)
+        if eps != 0.0:
+            sw = block_sum(sw)
+            swx = block_sum(swx)
+        lse = top + math.log(total)
+        r = _weight(sample_weight, i)
+        wt = _weight(class_weight, t)
+        a, bx = label_target_sums(wt, xt, sw, swx, eps, C)
+        if tid == 0:
+            rows[i] = row_loss_value(r, a, bx, lse, z)
+        k = softmax_coef(scale, r, a, z, lse)
+        smooth = scale * r * eps / C
+        hit = scale * r * (1.0 - eps) * wt
+        for j in range(tid, C, THREADS):
+            xj = np.float64(x[i, j])
+            pj = math.exp(capped(xj, cap) - top) / total
+            if out is not None:
+                g = k * pj - smooth * _weight(class_weight, j) - (hit if j == t else 0.0)
+                out[i, j] = g * cap_slope(xj, cap)
+            if hess is not None:
+                hess[i, j] = r * a * pj * (1.0 - pj)
+
+
+@cuda.jit
+def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, scale, out, hess,
+                          rows):
+    N, C = x.shape
+    tid = cuda.threadIdx.x
+    for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
+        m = -math.inf
+        s = 0.0
+        a = 0.0
+        bx = 0.0
+        for j in range(tid, C, THREADS):
+            v = capped(np.float64(x[i, j]), cap)
+            m, s = _push(m, s, v)
+            b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
+            a += b
+            bx += b * v
+        top, total = _row_max_sum(m, s)
+        a = block_sum(a)
+        bx = block_sum(bx)
+        lse = top + math.log(total)
+        r = _weight(sample_weight, i)
+        if tid == 0:
+            rows[i] = row_loss_value(r, a, bx, lse, z)
+        k = softmax_coef(scale, r, a, z, lse)
+        for j in range(tid, C, THREADS):
+            xj = np.float64(x[i, j])
+            pj = math.exp(capped(xj, cap) - top) / total
+            if out is not None:
+                b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
+                out[i, j] = (k * pj - scale * r * b) * cap_slope(xj, cap)
+            if hess is not None:
+                hess[i, j] = r * a * pj * (1.0 - pj)
+
+
+@cuda.jit
+def softmax_focal(x, labels, sample_weight, gamma, scale, out, rows):
+    N, C = x.shape
+    tid = cuda.threadIdx.x
+    for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
+        t = labels[i]
+        xt = np.float64(x[i, t])
+        m = -math.inf
+        s = 0.0
+        for j in range(tid, C, THREADS):
+            m, s = _push(m, s, np.float64(x[i, j]))
+        top, total = _row_max_sum(m, s)
+        lp = xt - (top + math.log(total))
+        r = _weight(sample_weight, i)
+        qg, factor = focal_factors(lp, gamma)
+        if tid == 0:
+            rows[i] = -r * qg * lp
+        if out is not None:
+            k = scale * r * factor
+            for j in range(tid, C, THREADS):
+                pj = math.exp(np.float64(x[i, j]) - top) / total
+                out[i, j] = k * ((1.0 if j == t else 0.0) - pj)
+
+
+@cuda.jit
+def multi_margin(x, labels, class_weight, sample_weight, power, margin, scale, out, rows):
+    N, C = x.shape
+    tid = cuda.threadIdx.x
+    for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
+        t = labels[i]
+        xt = np.float64(x[i, t])
+        coef = _weight(sample_weight, i) * _weight(class_weight, t) / C
+        total = 0.0
+        slope_t = 0.0
+        for j in range(tid, C, THREADS):
+            term, slope = margin_term(margin - xt + np.float64(x[i, j]), power)
+            if j == t:
+                term = 0.0
+                slope = 0.0
+            total += term
+            slope_t += slope
+            if out is not None:
+                out[i, j] = scale * coef * slope
+        total = block_sum(total)
+        slope_t = block_sum(slope_t)
+        if tid == 0:
+            rows[i] = coef * total
+            if out is not None:
+                out[i, t] = -scale * coef * slope_t
+
+
+@cuda.jit
+def nll(x, labels, class_weight, sample_weight, ignore, scale, out, rows):
+    """-w[t] r x[i, t] per row; the gradient is -w[t] r scale at (i, t) and 0 elsewhere."""
+    N, C = x.shape
+    tid = cuda.threadIdx.x
+    for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
+        t = labels[i]
+        coef = 0.0
+        if t != ignore:
+            coef = _weight(sample_weight, i) * _weight(class_weight, t)
+        if tid == 0:
+            rows[i] = -coef * np.float64(x[i, t]) if t != ignore else 0.0
+        if out is not None:
+            for j in range(tid, C, THREADS):
+                out[i, j] = -coef * scale if j == t else 0.0
+
+
+@cuda.jit
+def row_sum(rows, sums, counts):
+    """Partials of sum(rows) (and a count of negative entries, unused here)."""
+    s = 0.0
+    for i in range(cuda.grid(1), rows.shape[0], cuda.gridsize(1)):
+        s += rows[i]
+    store_partial(s, 0, sums, counts)

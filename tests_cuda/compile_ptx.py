@@ -1,0 +1,114 @@
+"""Compile every CUDA kernel of fastloss to PTX for sm_90 (H100/H200) without a GPU.
+
+The simulator runs the kernels' Python, not their compiled form; this script
+runs the real numba-cuda compiler (NVVM from the CUDA toolkit) on each
+kernel with the argument types the backend launches it with, and, where
+``ptxas`` is found, assembles the PTX as well.  It needs no driver: numba-cuda
+asks the current device for its compute capability only to compile device
+functions, and here is told (9, 0).  Exit status 0: all compiled; 77: no
+NVVM on this machine (the test skips); 1: a kernel failed, printed.
+
+    NUMBA_ENABLE_CUDASIM=0 python -m tests_cuda.compile_ptx
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+CC = (9, 0)
+
+
+def _fake_device():
+    dispatcher = sys.modules["numba.cuda.dispatcher"]
+
+    class Device:
+        compute_capability = CC
+
+    dispatcher.get_current_device = lambda: Device()
+
+
+def _cases():
+    """(label, kernel, example arguments) for every kernel the backend launches."""
+    from tests.conftest import LOSS_CASES  # noqa: F401  (registers the test's custom loss)
+    from fastloss.backends.cuda import elementwise, launch, rows
+    from fastloss.specs import REGISTRY
+
+    f32, f64 = np.zeros(4, np.float32), np.zeros(4)
+    sums, counts = np.zeros(2), np.zeros(2, np.int64)
+    for name, spec in REGISTRY.items():
+        theta = tuple(0.5 for _ in spec.params)
+        ks = elementwise.templates(name)
+        for dtype_array, w in ((f32, None), (f64, f64)):
+            y = p = out = dtype_array
+            yield from (
+                (f"{name}.reduce_value", ks["reduce_value"], (y, p, w, 1, theta, sums, counts)),
+                (f"{name}.value_none", ks["value_none"], (y, p, w, 1, theta, out, sums, counts)),
+                (f"{name}.grad", ks["grad"], (y, p, w, 1, theta, 1.0, out, sums, counts)),
+                (f"{name}.value_and_grad", ks["value_and_grad"],
+                 (y, p, w, 1, theta, 1.0, out, sums, counts)),
+                (f"{name}.grad_hess", ks["grad_hess"], (y, p, w, 1, theta, out, out, sums, counts)))
+    yield "finish", launch.finish, (sums, counts, sums)
+    yield "weight_stats", elementwise.weight_stats, (f64, sums, counts)
+    yield "copy_1d", elementwise.copy_1d, (f64, np.zeros(4, np.float16))
+    yield "copy_2d", elementwise.copy_2d, (np.zeros((3, 4), np.float32).T, f32)
+
+    i64 = np.zeros(4, np.int64)
+    for x in (np.zeros((4, 5), np.float32), np.zeros((4, 5))):
+        cw, rw, rows_out = np.ones(5), np.ones(4), np.zeros(4)
+        yield "label_check", rows.label_check, (i64, 5, -100, cw, rw, i64[:1], sums, counts)
+        yield "row_sum", rows.row_sum, (rows_out, sums, counts)
+        for cap, weights, grad, hess in ((None, None, x, None), (30.0, rw, x, None),
+                                         (None, rw, None, None), (None, None, x, x)):
+            yield ("cross_entropy_labels", rows.cross_entropy_labels,
+                   (x, i64, cw, weights, -100, 0.1, 0.0, cap, 1.0, grad, hess, rows_out))
+            yield ("cross_entropy_targets", rows.cross_entropy_targets,
+                   (x, x, None, weights, 0.0, 1e-4, cap, 1.0, grad, hess, rows_out))
+        yield "softmax_focal", rows.softmax_focal, (x, i64, rw, 2.0, 1.0, x, rows_out)
+        yield "multi_margin", rows.multi_margin, (x, i64, cw, None, 2, 1.0, 1.0, x, rows_out)
+        yield "nll", rows.nll, (x, i64, cw, rw, -100, 1.0, x, rows_out)
+
+
+def main():
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
+    from numba import cuda, typeof
+    _fake_device()
+    try:
+        cuda.compile_ptx(lambda a: None, (typeof(np.zeros(1)),), cc=CC)
+    except Exception as e:                                    # no NVVM / CUDA toolkit
+        print(f"cannot compile PTX here: {type(e).__name__}: {e}")
+        return 77
+    ptxas = shutil.which("ptxas") or next(
+        (p for p in ("/usr/local/cuda/bin/ptxas", *sorted(
+            f"/usr/local/{d}/bin/ptxas" for d in os.listdir("/usr/local") if d.startswith("cuda")))
+         if os.path.exists(p)), None)
+    failures = 0
+    count = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, kernel, args in _cases():
+            count += 1
+            signature = tuple(typeof(a) for a in args)
+            try:
+                ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=CC)
+            except Exception as e:
+                failures += 1
+                print(f"FAIL {label} {signature}: {type(e).__name__}: {str(e)[:2000]}")
+                continue
+            if ptxas:
+                path = os.path.join(tmp, "k.ptx")
+                with open(path, "w") as f:
+                    f.write(ptx)
+                run = subprocess.run([ptxas, f"-arch=sm_{CC[0]}{CC[1]}", path, "-o", path + ".o"],
+                                     capture_output=True, text=True)
+                if run.returncode:
+                    failures += 1
+                    print(f"FAIL ptxas {label}: {run.stderr[:2000]}")
+    print(f"{count - failures} of {count} kernels compiled to sm_{CC[0]}{CC[1]} PTX"
+          + (" and assembled by ptxas" if ptxas else " (no ptxas found: not assembled)"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
