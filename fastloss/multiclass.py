@@ -43,6 +43,15 @@ def _check_params(class_weight, ignore_index, label_smoothing, z_loss, softcap):
     return None
 
 
+NO_IGNORE = -(1 << 62)            # the ignore_index of losses that ignore no label
+
+
+def label_error(loss_name, C, ignore, row, label):
+    allowed = f"[0, {C})" + ("" if ignore == NO_IGNORE else f" or ignore_index={ignore}")
+    return ValueError(f"{loss_name}: y_true holds class labels, which must be in {allowed}; "
+                      f"row {row} has {label}")
+
+
 def _check_partial_reduction(reduction):
     if reduction not in ("mean", "sum"):
         raise ValueError(f'partial sums need reduction "mean" or "sum", got {reduction!r}')
@@ -109,6 +118,7 @@ class CrossEntropy:
     """Softmax cross-entropy with fixed options; see ``fastloss.cross_entropy``."""
 
     name = "cross_entropy"
+    owner = name                  # the loss named in label errors (others reuse these checks)
 
     def __init__(self, class_weight=None, ignore_index=-100, label_smoothing=0.0, z_loss=0.0,
                  softcap=None):
@@ -148,8 +158,7 @@ class CrossEntropy:
             bad = np.flatnonzero(((labels < 0) | (labels >= C)) & (labels != ignore))
             if bad.size:
                 i = int(bad[0])
-                raise ValueError(f"cross_entropy: y_true holds class labels, which must be in "
-                                 f"[0, {C}) or ignore_index={ignore}; row {i} has {labels[i]}")
+                raise label_error(self.owner, C, ignore, i, labels[i])
         elif y.dtype.kind == "f" and y.shape == (N, C):
             targets = np.ascontiguousarray(y, dtype=v._float_kind(y.dtype))
         else:
@@ -532,7 +541,8 @@ class _LabelRowLoss:
 
     def __init__(self, class_weight=None):
         # labels validated as cross_entropy does, with an ignore_index no label can take
-        self._ce = CrossEntropy(class_weight=class_weight, ignore_index=-(1 << 62))
+        self._ce = CrossEntropy(class_weight=class_weight, ignore_index=NO_IGNORE)
+        self._ce.owner = self.name
 
     def _rows(self, y_true, scores, sample_weight, reduction, backend, want_grad):
         """(per-row losses, gradient times the reduction's scale or None, mean's denominator,

@@ -132,8 +132,21 @@ def test_unknown_backend():
 
 
 def test_cuda_backend_is_a_clear_error_not_a_crash():
-    with pytest.raises(RuntimeError, match="cuda"):
-        fl.mse([0.0], [1.0], backend="cuda")
+    """This process has no GPU and no simulator (the CUDA tests run apart): the error and
+    fl.backend_info() name what is missing."""
+    import importlib.util
+    missing = ("numba-cuda package, which is not installed"
+               if importlib.util.find_spec("numba_cuda") is None else "no CUDA GPU or driver")
+    state = fl.backend_info()["cuda"]
+    if state.startswith("available"):
+        pytest.skip(f"this machine has a GPU: {state}")
+    assert missing in state and "cuda" not in fl.available_backends()
+    for call in (lambda: fl.mse([0.0], [1.0], backend="cuda"),
+                 lambda: fl.get("huber").grad([0.0], [1.0], backend="cuda"),
+                 lambda: fl.cross_entropy([0], [[1.0, 2.0]], backend="cuda"),
+                 lambda: fl.linear_cross_entropy([0], [[1.0]], [[1.0], [2.0]], backend="cuda")):
+        with pytest.raises(fl.backends.cuda.CudaUnavailable, match=missing):
+            call()
 
 
 @loss_case

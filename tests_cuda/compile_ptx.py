@@ -50,7 +50,7 @@ def _cases():
                 (f"{name}.value_and_grad", ks["value_and_grad"],
                  (y, p, w, 1, theta, 1.0, out, sums, counts)),
                 (f"{name}.grad_hess", ks["grad_hess"], (y, p, w, 1, theta, out, out, sums, counts)))
-    yield "finish", launch.finish, (sums, counts, sums)
+    yield "finish", launch.finish, (sums, counts, 2, sums)
     yield "weight_stats", elementwise.weight_stats, (f64, sums, counts)
     yield "copy_1d", elementwise.copy_1d, (f64, np.zeros(4, np.float16))
     yield "copy_2d", elementwise.copy_2d, (np.zeros((3, 4), np.float32).T, f32)

@@ -11,6 +11,8 @@ Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) every thread is a
 Python thread, so blocks and grids are kept small there.
 """
 
+import threading
+
 import numpy as np
 from numba import cuda, float64, int64
 from numba.core import config
@@ -90,11 +92,11 @@ def store_partial(s, k, sums, counts):
 
 
 @cuda.jit
-def finish(sums, counts, result):
-    """result[0] = sum of the partial sums, result[1] = sum of the counts (one block)."""
+def finish(sums, counts, blocks, result):
+    """result[0] = sum of the first ``blocks`` partial sums, result[1] = of the counts (one block)."""
     s = 0.0
     k = 0
-    for b in range(cuda.threadIdx.x, sums.shape[0], THREADS):
+    for b in range(cuda.threadIdx.x, blocks, THREADS):
         s += sums[b]
         k += counts[b]
     total = block_sum(s)
@@ -105,24 +107,38 @@ def finish(sums, counts, result):
 
 
 class Partials:
-    """Per-block sum and count buffers for a grid of ``blocks``, and their reduction."""
+    """Per-block sum and count buffers for up to MAX_BLOCKS blocks, and their reduction.
 
-    def __init__(self, blocks):
-        self.blocks = blocks
-        self.sums = cuda.device_array(blocks, np.float64)
-        self.counts = cuda.device_array(blocks, np.int64)
+    One set per thread and CUDA context, reused by every call (allocating device
+    memory costs more than a small kernel); ``total`` synchronizes, so a call's
+    buffers are free again when it returns.
+    """
+
+    def __init__(self):
+        self.sums = cuda.device_array(MAX_BLOCKS, np.float64)
+        self.counts = cuda.device_array(MAX_BLOCKS, np.int64)
+        self.result = cuda.device_array(2, np.float64)
+        self.host = cuda.pinned_array(2, np.float64)
+        self.blocks = 0
 
     def total(self):
-        """(sum, count) over all blocks, as a Python float and int."""
-        result = cuda.device_array(2, np.float64)
-        finish[1, THREADS](self.sums, self.counts, result)
-        s, k = result.copy_to_host()
-        return float(s), int(k)
+        """(sum, count) over the blocks of the last launch, as a Python float and int."""
+        finish[1, THREADS](self.sums, self.counts, self.blocks, self.result)
+        self.result.copy_to_host(self.host)
+        return float(self.host[0]), int(self.host[1])
+
+
+_pool = threading.local()
 
 
 def grid(n):
     """(blocks, Partials) for a reducing kernel over n elements."""
-    blocks = blocks_for(n)
-    return blocks, Partials(blocks)
-
-
+    key = id(cuda.current_context())
+    pool = getattr(_pool, "partials", None)
+    if pool is None:
+        pool = _pool.partials = {}
+    partials = pool.get(key)
+    if partials is None:
+        partials = pool[key] = Partials()
+    partials.blocks = blocks_for(n)
+    return partials.blocks, partials

@@ -88,8 +88,8 @@ def check_labels(labels, C, ignore, class_weight, weights, loss_name):
     if bad:
         i = int(first.copy_to_host()[0])
         label = int(labels[i:i + 1].copy_to_host()[0])
-        raise ValueError(f"{loss_name}: y_true holds class labels, which must be in [0, {C}) or "
-                         f"ignore_index={ignore}; row {i} has {label}")
+        from ...multiclass import label_error
+        raise label_error(loss_name, C, ignore, i, label)
     return denom
 
 

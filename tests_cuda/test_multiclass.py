@@ -1,0 +1,160 @@
+"""The row losses on backend="cuda" against the NumPy reference (and the CPU kernels)."""
+import warnings
+
+import numpy as np
+import pytest
+from numba import cuda
+
+import fastloss as fl
+from tests.helpers import assert_close, assert_scalar_close
+
+N, C = 5, 6
+
+
+def _host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+
+
+def _data(rng, dtype=np.float64):
+    x = (rng.standard_normal((N, C)) * 3).astype(dtype)
+    labels = rng.integers(0, C, N)
+    labels[1] = -100
+    probs = rng.dirichlet(np.ones(C), N).astype(dtype)
+    return x, labels, probs, rng.uniform(0.2, 2.0, N), rng.uniform(0.5, 2.0, C)
+
+
+CE_OPTIONS = [
+    dict(),
+    dict(label_smoothing=0.2, class_weight="cw"),
+    dict(z_loss=1e-3, softcap=4.0),
+]
+
+
+@pytest.mark.parametrize("options", CE_OPTIONS, ids=["plain", "smoothed-weighted", "zloss-softcap"])
+@pytest.mark.parametrize("target", ["labels", "probs"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_cross_entropy_matches_reference(options, target, dtype, rng):
+    x, labels, probs, sw, cw = _data(rng, dtype)
+    options = {k: (cw if v == "cw" else v) for k, v in options.items()}
+    loss = fl.get("cross_entropy", **options)
+    y = labels if target == "labels" else probs
+    for reduction, weights in (("mean", sw), ("none", None)):
+        value, grad = loss.value_and_grad(y, x, sample_weight=weights, reduction=reduction,
+                                          backend="cuda")
+        ev, eg = loss.value_and_grad(y, x.astype(np.float64), sample_weight=weights,
+                                     reduction=reduction, backend="numpy")
+        if reduction == "none":
+            assert value.dtype == dtype
+            assert_close(value, ev, dtype, "rows")
+        else:
+            assert_scalar_close(value, ev, dtype, "value")
+        assert grad.dtype == dtype
+        assert_close(grad, eg, dtype, "grad")
+
+
+def test_cross_entropy_in_place_on_the_device(rng):
+    x, labels, _, sw, cw = _data(rng, np.float32)
+    loss = fl.get("cross_entropy", class_weight=cw)
+    expected_value, expected_grad = loss.value_and_grad(labels, x, sample_weight=sw,
+                                                        backend="numpy")
+    dx, dl, dw = cuda.to_device(x), cuda.to_device(labels), cuda.to_device(sw)
+    value, grad = loss.value_and_grad(dl, dx, sample_weight=dw, out=dx)      # backend "auto"
+    assert grad is dx
+    assert_scalar_close(value, expected_value, np.float32)
+    assert_close(dx.copy_to_host(), expected_grad, np.float32)
+    rows = loss(dl, cuda.to_device(x), reduction="none")
+    assert fl.backends.on_device(rows) and rows.dtype == np.float32
+    assert_close(_host(rows), loss(labels, x, reduction="none", backend="numpy"), np.float32)
+    assert loss.partial(dl, cuda.to_device(x)) == pytest.approx(
+        loss.partial(labels, x, backend="cpu"), rel=1e-6)
+
+
+def test_cross_entropy_grad_hess(rng):
+    x, labels, probs, sw, _ = _data(rng)
+    loss = fl.get("cross_entropy", label_smoothing=0.1)
+    for y in (labels, probs):
+        g, h = loss.grad_hess(y, x, sample_weight=sw, backend="cuda")
+        eg, eh = loss.grad_hess(y, x, sample_weight=sw, backend="numpy")
+        assert_close(g, eg, np.float64, "g")
+        assert_close(h, eh, np.float64, "h")
+
+
+def test_extreme_and_degenerate_rows(rng):
+    x = np.array([[1e4, -1e4, 0.0], [5.0, 5.0, 5.0], [-1e4, -1e4, -1e4], [0.0, 700.0, -700.0]])
+    labels = np.array([1, 0, 2, 2])
+    loss = fl.get("cross_entropy", label_smoothing=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grad = loss.value_and_grad(labels, x, backend="cuda", reduction="none")
+    ev, eg = loss.value_and_grad(labels, x, backend="numpy", reduction="none")
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
+    assert_close(value, ev, np.float64)
+    assert_close(grad, eg, np.float64)
+    one_class = fl.cross_entropy(np.zeros(3, np.int64), np.ones((3, 1)), backend="cuda")
+    assert one_class == 0.0
+    x[3, 1] = np.nan
+    assert np.isnan(fl.cross_entropy(labels, x, reduction="none", backend="cuda")[3])
+    with pytest.warns(RuntimeWarning):
+        assert np.isnan(fl.cross_entropy(np.zeros(0, np.int64), np.zeros((0, 4)), backend="cuda"))
+
+
+def test_bad_labels_and_weights_are_clear_errors(rng):
+    x, labels, _, _, _ = _data(rng)
+    labels[3] = C
+    with pytest.raises(ValueError, match=rf"cross_entropy: .*\[0, {C}\).*row 3 has {C}"):
+        fl.cross_entropy(cuda.to_device(labels), cuda.to_device(x))
+    labels[3] = 0
+    with pytest.raises(ValueError, match="sample_weight must be >= 0"):
+        fl.cross_entropy(labels, x, sample_weight=-np.ones(N), backend="cuda")
+    with pytest.raises(ValueError, match="integer class labels"):
+        fl.cross_entropy(cuda.to_device(labels[:3]), cuda.to_device(x))
+    with pytest.raises(ValueError, match="out must have shape"):
+        fl.get("cross_entropy").grad(cuda.to_device(labels), cuda.to_device(x),
+                                     out=cuda.device_array((N, C + 1)))
+    labels[1:3] = [0, -1]
+    with pytest.raises(ValueError, match=r"multi_margin: .*must be in \[0, 6\); row 2 has -1"):
+        fl.multi_margin(labels, x, backend="cuda")
+    with pytest.raises(ValueError, match=r"multi_margin: .*must be in \[0, 6\); row 2 has -1"):
+        fl.multi_margin(labels, x, backend="cpu")
+
+
+@pytest.mark.parametrize("name,options", [
+    ("nll", dict(class_weight="cw")),
+    ("multi_margin", dict(p=2, margin=0.5, class_weight="cw")),
+    ("multi_margin", dict()),
+    ("softmax_focal", dict(gamma=1.5)),
+])
+def test_label_row_losses_match_reference(name, options, rng):
+    x, labels, _, sw, cw = _data(rng)
+    options = {k: (cw if v == "cw" else v) for k, v in options.items()}
+    if name != "nll":
+        labels[1] = 0
+    loss = fl.get(name, **options)
+    value, grad = loss.value_and_grad(labels, x, sample_weight=sw, backend="cuda")
+    ev, eg = loss.value_and_grad(labels, x, sample_weight=sw, backend="numpy")
+    assert_scalar_close(value, ev, np.float64)
+    assert_close(grad, eg, np.float64)
+    rows = loss(cuda.to_device(labels), cuda.to_device(x), reduction="none")
+    assert_close(_host(rows), loss(labels, x, reduction="none", backend="numpy"), np.float64)
+    if name == "nll" or options.get("p", 1) == 1 and name == "multi_margin":
+        g, h = loss.grad_hess(cuda.to_device(labels), cuda.to_device(x))
+        assert_close(_host(g), loss.grad(labels, x, reduction="sum", backend="numpy"), np.float64)
+        assert not np.any(_host(h))
+
+
+@pytest.mark.parametrize("target", ["labels", "probs"])
+def test_linear_cross_entropy_matches_cpu(target, rng):
+    n, hidden, classes = 9, 4, 7
+    h = rng.standard_normal((n, hidden))
+    w = rng.standard_normal((classes, hidden))
+    b = rng.standard_normal(classes)
+    y = rng.integers(0, classes, n) if target == "labels" else rng.dirichlet(np.ones(classes), n)
+    sw = rng.uniform(0.5, 2.0, n)
+    loss = fl.get("linear_cross_entropy", chunk_size=4, label_smoothing=0.1)
+    value, grads = loss.value_and_grad(y, h, w, b, sample_weight=sw, backend="cuda")
+    ev, egrads = loss.value_and_grad(y, h, w, b, sample_weight=sw, backend="cpu")
+    assert_scalar_close(value, ev, np.float64)
+    for got, expected in zip(grads, egrads):
+        assert_close(got, expected, np.float64)
+    rows = loss(y, h, w, b, reduction="none", backend="cuda")
+    assert_close(rows, loss(y, h, w, b, reduction="none", backend="cpu"), np.float64)
