@@ -12,6 +12,8 @@ import warnings
 
 import numpy as np
 
+from . import backends
+
 # With several losses, long updates are cut into pieces of about this many
 # elements, so the losses after the first read each piece from cache.
 SHARED_PIECE = 1 << 19
@@ -151,7 +153,7 @@ class Accumulator:
 
     def update(self, y_true, y_pred, sample_weight=None):
         """Add one chunk of data; returns the accumulator."""
-        if not hasattr(y_pred, "__cuda_array_interface__"):
+        if not backends.on_device(y_pred):
             y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
             if sample_weight is not None:
                 sample_weight = np.asarray(sample_weight)

@@ -231,7 +231,8 @@ def _forget(name):
     import sys
     from .loss import _cached_loss
     _cached_loss.cache_clear()
-    for module in ("fastloss.backends.cpu", "fastloss.backends.reference"):
+    for module in ("fastloss.backends.cpu", "fastloss.backends.reference",
+                   "fastloss.backends.cuda.ops"):
         mod = sys.modules.get(module)
         if mod is not None:
             mod.forget(name)

@@ -160,3 +160,16 @@ def test_backend_report_and_auto_choice(rng):
     with fl.use_backend("cuda"):
         assert type(fl.get("mse").grad(y, p)) is np.ndarray                 # copied back
     assert loss_function("mse") is fl.mse
+
+
+def test_a_redefined_custom_loss_gets_new_cuda_kernels():
+    y, p = np.zeros(5), np.full(5, 2.0)
+    try:
+        fl.custom_loss(lambda y, p: (p - y) ** 2, name="cuda_redefined")
+        assert fl.get("cuda_redefined")(y, p, backend="cuda") == 4.0
+        fl.custom_loss(lambda y, p: 3.0 * abs(p - y), name="cuda_redefined")
+        assert fl.get("cuda_redefined")(y, p, backend="cuda") == 6.0
+        grad = fl.get("cuda_redefined").grad(cuda.to_device(y), cuda.to_device(p), reduction="none")
+        np.testing.assert_array_equal(_host(grad), np.full(5, 3.0))
+    finally:
+        fl.custom.unregister("cuda_redefined")

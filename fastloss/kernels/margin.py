@@ -13,9 +13,9 @@ from . import cache
 
 
 @njit(inline="always", error_model="numpy")
-def margin_term(d, power):
-    """(max(0, d)^p, its derivative in d) for p in {1, 2}."""
-    h = d if d > 0.0 else 0.0
+def margin_term(d, power, is_target):
+    """(max(0, d)^p, its derivative in d) for p in {1, 2}; (0, 0) for the target's own class."""
+    h = d if d > 0.0 and not is_target else 0.0
     term = h if power == 1 else h * h
     slope = (1.0 if h > 0.0 else 0.0) if power == 1 else 2.0 * h
     return term, slope
@@ -33,10 +33,7 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin, sca
         total = 0.0
         slope_t = 0.0
         for j in range(np.uint64(0), np.uint64(C)):
-            term, slope = margin_term(margin - xt + np.float64(x[i, j]), power)
-            if j == t:
-                term = 0.0
-                slope = 0.0
+            term, slope = margin_term(margin - xt + np.float64(x[i, j]), power, j == t)
             total += term
             slope_t += slope
             if out is not None:

@@ -14,7 +14,7 @@ Python thread, so blocks and grids are kept small there.
 import threading
 
 import numpy as np
-from numba import cuda, float64, int64
+from numba import cuda, float64
 from numba.core import config
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
@@ -46,24 +46,6 @@ def block_sum(value):
 
 
 @cuda.jit(device=True, inline="always")
-def block_count(value):
-    """The sum of an integer ``value`` over the block's threads."""
-    shared = cuda.shared.array(THREADS, int64)
-    t = cuda.threadIdx.x
-    shared[t] = value
-    cuda.syncthreads()
-    step = THREADS // 2
-    while step > 0:
-        if t < step:
-            shared[t] += shared[t + step]
-        cuda.syncthreads()
-        step //= 2
-    total = shared[0]
-    cuda.syncthreads()
-    return total
-
-
-@cuda.jit(device=True, inline="always")
 def block_max(value):
     """The maximum of ``value`` (never NaN) over the block's threads."""
     shared = cuda.shared.array(THREADS, float64)
@@ -85,10 +67,10 @@ def block_max(value):
 def store_partial(s, k, sums, counts):
     """Block partials: the float64 sum ``s`` and the integer count ``k`` of this block."""
     total = block_sum(s)
-    count = block_count(k)
+    count = block_sum(np.float64(k))          # exact: counts stay far below 2^53
     if cuda.threadIdx.x == 0:
         sums[cuda.blockIdx.x] = total
-        counts[cuda.blockIdx.x] = count
+        counts[cuda.blockIdx.x] = np.int64(count)
 
 
 @cuda.jit
@@ -100,7 +82,7 @@ def finish(sums, counts, blocks, result):
         s += sums[b]
         k += counts[b]
     total = block_sum(s)
-    count = block_count(k)
+    count = block_sum(np.float64(k))
     if cuda.threadIdx.x == 0:
         result[0] = total
         result[1] = count

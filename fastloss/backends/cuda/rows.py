@@ -192,10 +192,7 @@ def multi_margin(x, labels, class_weight, sample_weight, power, margin, scale, o
         total = 0.0
         slope_t = 0.0
         for j in range(tid, C, THREADS):
-            term, slope = margin_term(margin - xt + np.float64(x[i, j]), power)
-            if j == t:
-                term = 0.0
-                slope = 0.0
+            term, slope = margin_term(margin - xt + np.float64(x[i, j]), power, j == t)
             total += term
             slope_t += slope
             if out is not None:
