@@ -88,6 +88,15 @@ def _custom_line(rows, compile_s):
 def bench(args):
     import warnings
 
+    if args.gpu or args.simulate:
+        from .bench import gpu
+        argv = ["--simulate"] if args.simulate else []
+        if args.n:
+            argv += ["--n", str(args.n)]
+        if args.losses:
+            argv += ["--losses", args.losses]
+        return gpu.main(argv)
+
     from .bench import bandwidth, custom, linear_ce, softmax, startup, throughput
     import fastloss as fl
 
@@ -247,6 +256,10 @@ def main(argv=None):
     b.add_argument("--threads", type=int, help="threads for fastloss and PyTorch")
     b.add_argument("--no-peers", action="store_true", help="skip PyTorch and scikit-learn")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    b.add_argument("--gpu", action="store_true",
+                   help="check and time the cuda backend on this machine's GPU instead")
+    b.add_argument("--simulate", action="store_true",
+                   help="with --gpu: under Numba's CUDA simulator (tiny sizes; no GPU needed)")
     b.add_argument("--adapters", action="store_true",
                    help="only measure the PyTorch, XGBoost and LightGBM adapters' overhead")
     b.add_argument("--score-files", action="store_true",

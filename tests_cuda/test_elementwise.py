@@ -173,3 +173,14 @@ def test_a_redefined_custom_loss_gets_new_cuda_kernels():
         np.testing.assert_array_equal(_host(grad), np.full(5, 3.0))
     finally:
         fl.custom.unregister("cuda_redefined")
+
+
+def test_gpu_check_runs_under_the_simulator(capsys):
+    """benchmarks/gpu_check.py --simulate: every check passes and every table prints."""
+    from fastloss.bench import gpu
+    assert gpu.main(["--simulate", "--losses", "log_cosh,hinge"]) == 0
+    out = capsys.readouterr().out
+    for line in ("ok   log_cosh", "ok   hinge", "ok   cross_entropy probs ['class_weight', "
+                 "'label_smoothing']", "ok   cross_entropy in place", "ok   linear_cross_entropy",
+                 "ok   softmax_focal", "fastloss forward+backward", "0 failed check(s)"):
+        assert line in out, line
