@@ -1,4 +1,4 @@
-"""asv benchmarks: every registered loss, on the CPU kernels and the NumPy baseline.
+"""asv benchmarks: every registered loss, on the CPU kernels and the NumPy baseline (and the GPU).
 
 Run offline in the current environment with ``asv run --python=same --quick``.
 The ``time_*`` benchmarks give seconds per call; the ``track_*`` ones give
@@ -109,6 +109,46 @@ class CrossEntropy:
         return self.x.nbytes / best / 1e9
 
     track_forward_gbs.unit = "GB/s"
+
+
+class Cuda:
+    """The cuda backend on device arrays, float32: value and value_and_grad.
+
+    Skipped (asv reports n/a) where ``fl.backend_info()`` says it cannot run,
+    and under the CUDA simulator, whose times mean nothing.
+    """
+
+    params = (LOSSES, [1_000_000, 100_000_000])
+    param_names = ["loss", "n"]
+    timeout = 300
+
+    def setup(self, name, n):
+        import os
+        if (os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+                or not fl.backend_info()["cuda"].startswith("available")):
+            raise NotImplementedError("no CUDA GPU here")
+        from numba import cuda
+        y, p = inputs(name, n, np.random.default_rng(0), np.float32)
+        self.y, self.p = cuda.to_device(y), cuda.to_device(p)
+        self.out = cuda.device_array(n, np.float32)
+        self.loss = fl.get(name)
+        self.sync = cuda.synchronize
+        self.n = n
+        self.time_value()
+        self.time_value_and_grad()
+
+    def time_value(self, *args):
+        self.loss(self.y, self.p)
+
+    def time_value_and_grad(self, *args):
+        self.loss.value_and_grad(self.y, self.p, out=self.out)
+        self.sync()
+
+    def track_value_gbs(self, *args):
+        best = min(_timed(lambda: self.time_value()) for _ in range(5))
+        return 8 * self.n / best / 1e9
+
+    track_value_gbs.unit = "GB/s"
 
 
 def _timed(fn):
