@@ -17,6 +17,8 @@ from .. import on_device as is_device
 from .elementwise import copy_1d, copy_2d
 from .launch import SIMULATED, THREADS, blocks_for
 
+DeviceNDArray = () if SIMULATED else cuda.cudadrv.devicearray.DeviceNDArray
+
 
 class DeviceWeights:
     """Sample weights on the device; each applies to ``inner`` consecutive elements."""
@@ -38,8 +40,11 @@ def as_device(a):
     """A Numba device array viewing the GPU array ``a`` (no copy)."""
     if SIMULATED and not hasattr(a, "__cuda_array_interface__"):
         return a                              # the simulator's device array
+    if isinstance(a, DeviceNDArray):
+        return a
     if getattr(a, "requires_grad", False):
         a = a.detach()                        # a PyTorch tensor in an autograd graph
+    # waits for the stream the exporter names (CuPy's, PyTorch's current stream)
     return cuda.as_cuda_array(a)
 
 
@@ -70,6 +75,8 @@ def flat(d):
     """A 1-D C-ordered device array of ``d``'s elements: ``d`` itself when it is contiguous."""
     if d.ndim == 0:
         return d.reshape(1)
+    if d.ndim == 1 and d.is_c_contiguous():
+        return d
     if d.is_c_contiguous():
         return d.reshape(d.size)
     out = cuda.device_array(d.size, d.dtype)
