@@ -240,8 +240,12 @@ def exp_in_precision_of(x, like):
 
 
 def as_type_of(v, like):
-    """v converted to ``like``'s float type (float32 or float64)."""
-    raise NotImplementedError("for use inside Numba-compiled code")
+    """v converted to ``like``'s float type (float32 or float64).
+
+    Compiled code uses the overload below; this body serves Numba's CUDA
+    simulator, which runs kernels as Python.
+    """
+    return np.float32(v) if isinstance(like, np.float32) else np.float64(v)
 
 
 @overload(as_type_of, jit_options=SCALAR_OPTIONS)

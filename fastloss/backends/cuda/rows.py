@@ -15,6 +15,7 @@ import math
 import numpy as np
 from numba import cuda
 
+from ...kernels import fmath
 from ...kernels.margin import margin_term
 from ...kernels.softmax import (cap_slope, capped, focal_factors, label_target_sums,
                                 row_loss_value, softmax_coef, target_weight)
@@ -42,6 +43,31 @@ def _push(m, s, v):
     if v == -math.inf:
         return m, s
     return m, s + math.exp(v - m)              # a NaN v makes the sum NaN
+
+
+@cuda.jit(device=True)
+def logit(x, i, j, cap):
+    """x[i, j] in its own precision, or capped (in float64) when a softcap is set.
+
+    (The CPU kernels' helper of the same name takes the array, which the CUDA
+    simulator cannot pass to CPU-compiled code.)
+    """
+    if cap is None:
+        return x[i, j]
+    return capped(np.float64(x[i, j]), cap)
+
+
+@cuda.jit(device=True)
+def _exp_from_top(v, top):
+    """exp(v - top) in v's precision: float32 logits take the single-precision exp
+    (exact differences near the maximum, which is one of the logits), as on the CPU."""
+    return math.exp(v - fmath.as_type_of(top, v))
+
+
+@cuda.jit(device=True)
+def _lowest(x, i, cap):
+    """-inf in the precision of the row's (capped) logits: the running maximum's start."""
+    return fmath.as_type_of(-math.inf, logit(x, i, 0, cap))
 
 
 @cuda.jit(device=True)
@@ -89,12 +115,12 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore, eps, z,
                     hess[i, j] = 0.0
             continue
         xt = capped(np.float64(x[i, t]), cap)
-        m = -math.inf
+        m = _lowest(x, i, cap)
         s = 0.0
         sw = 0.0
         swx = 0.0
         for j in range(tid, C, THREADS):
-            v = capped(np.float64(x[i, j]), cap)
+            v = logit(x, i, j, cap)
             m, s = _push(m, s, v)
             if eps != 0.0:
                 wj = _weight(class_weight, j)
@@ -115,7 +141,7 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore, eps, z,
         hit = scale * r * (1.0 - eps) * wt
         for j in range(tid, C, THREADS):
             xj = np.float64(x[i, j])
-            pj = math.exp(capped(xj, cap) - top) / total
+            pj = _exp_from_top(logit(x, i, j, cap), top) / total
             if out is not None:
                 g = k * pj - smooth * _weight(class_weight, j) - (hit if j == t else 0.0)
                 out[i, j] = g * cap_slope(xj, cap)
@@ -129,12 +155,12 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
     N, C = x.shape
     tid = cuda.threadIdx.x
     for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
-        m = -math.inf
+        m = _lowest(x, i, cap)
         s = 0.0
         a = 0.0
         bx = 0.0
         for j in range(tid, C, THREADS):
-            v = capped(np.float64(x[i, j]), cap)
+            v = logit(x, i, j, cap)
             m, s = _push(m, s, v)
             b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
             a += b
@@ -149,7 +175,7 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
         k = softmax_coef(scale, r, a, z, lse)
         for j in range(tid, C, THREADS):
             xj = np.float64(x[i, j])
-            pj = math.exp(capped(xj, cap) - top) / total
+            pj = _exp_from_top(logit(x, i, j, cap), top) / total
             if out is not None:
                 b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
                 out[i, j] = (k * pj - scale * r * b) * cap_slope(xj, cap)
@@ -164,10 +190,10 @@ def softmax_focal(x, labels, sample_weight, gamma, scale, out, rows):
     for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
         t = labels[i]
         xt = np.float64(x[i, t])
-        m = -math.inf
+        m = _lowest(x, i, None)
         s = 0.0
         for j in range(tid, C, THREADS):
-            m, s = _push(m, s, np.float64(x[i, j]))
+            m, s = _push(m, s, x[i, j])
         top, total = _row_max_sum(m, s)
         lp = xt - (top + math.log(total))
         r = _weight(sample_weight, i)
@@ -177,7 +203,7 @@ def softmax_focal(x, labels, sample_weight, gamma, scale, out, rows):
         if out is not None:
             k = scale * r * factor
             for j in range(tid, C, THREADS):
-                pj = math.exp(np.float64(x[i, j]) - top) / total
+                pj = _exp_from_top(x[i, j], top) / total
                 out[i, j] = k * ((1.0 if j == t else 0.0) - pj)
 
 
