@@ -199,6 +199,30 @@ def flog1p(x):
     return -_INF if x == -1.0 else y
 
 
+_SQRT2_M1 = 0.41421356237309503
+
+
+@njit(**SCALAR_OPTIONS)
+def log1p_unit(f):
+    """log(1 + f) for f in [0, 1] (NaN stays NaN): the fdlibm kernel of ``flog`` alone.
+
+    1 + f needs no exponent extraction: for f > sqrt(2) - 1 it is 2 (1 + g) with
+    g = (f - 1) / 2 in (-0.293, 0], so one division and no correction term
+    (``flog1p`` has two divisions).  For log(1 + e^-|x|), the tail of the
+    softplus, where f = e^-|x| always lies in [0, 1].
+    """
+    big = f > _SQRT2_M1
+    g = (f - 1.0) * 0.5 if big else f
+    k = 1.0 if big else 0.0
+    s = g / (2.0 + g)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    hfsq = 0.5 * g * g
+    return k * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + k * _LN2_LO)) - g)
+
+
 # float32 exp: the same reduction with a 1.5 * 2^23 shifter and a degree-7
 # polynomial (error below 0.1 ulp of float32 before rounding).
 _F32 = np.float32
@@ -293,7 +317,7 @@ def _exp_same_type(x):
 @njit(inline="always", **SCALAR_OPTIONS)
 def softplus(x):
     """log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)."""
-    return max(x, 0.0) + flog1p(fexp(-abs(x)))
+    return max(x, 0.0) + log1p_unit(fexp(-abs(x)))
 
 
 @njit(inline="always", **SCALAR_OPTIONS)

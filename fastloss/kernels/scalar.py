@@ -107,13 +107,18 @@ def smooth_l1_hess(y, p, th):
 
 @jit
 def log_cosh_value(y, p, th):
-    # log cosh r = log1p(u^2 / (2 (1 + u))) with u = expm1(|r|), exact near 0.
-    # Beyond |r| = 30 it is |r| - log 2 + log1p(e^-2|r|), and the last term
-    # (below 1e-26) no longer changes the float64 sum.
+    # With a = |r|, u = expm1(a) and v = 1 + u = e^a, log cosh r is
+    #   log1p(u^2 / (2 v))              for a < 1.3 (the argument lies in [0, 1]; exact near 0)
+    #   a - log 2 + log1p(1 / v^2)      beyond (log1p of e^-2a; cancels by a factor 3 at most).
+    # Both are log1p of a number in [0, 1], so one division picks the argument and
+    # one log1p_unit follows.  a is capped at 30 inside the exponential only: beyond
+    # it, 1 / v^2 < 1e-26 no longer changes a - log 2.
     a = abs(p - y)
     u = fmath.fexpm1(min(a, 30.0))
-    near = fmath.flog1p(u * u / (2.0 * (1.0 + u)))
-    return near if a < 30.0 else a - _LOG2
+    v = 1.0 + u
+    near = a < 1.3
+    arg = (u * u if near else 1.0) / (2.0 * v if near else v * v)
+    return fmath.log1p_unit(arg) + (0.0 if near else a - _LOG2)
 
 
 @jit
@@ -260,7 +265,7 @@ def binary_cross_entropy_hess(y, p, th):
 def binary_cross_entropy_with_logits_value(y, x, th):
     pw = th[0]
     lw = 1.0 + (pw - 1.0) * y
-    tail = fmath.flog1p(fmath.fexp(-abs(x)))          # log(1 + e^-|x|)
+    tail = fmath.log1p_unit(fmath.fexp(-abs(x)))      # log(1 + e^-|x|)
     linear = (1.0 - y) * x if x >= 0.0 else -pw * y * x
     return linear + lw * tail
 
@@ -282,7 +287,7 @@ def _focal_terms(y, x, th):
     """alpha_t, ce = -log p_t, p_t, q = 1 - p_t and q^gamma for a binary label."""
     alpha, gamma = th[0], th[1]
     e = fmath.fexp(-abs(x))
-    tail = fmath.flog1p(e)
+    tail = fmath.log1p_unit(e)
     big = 1.0 / (1.0 + e)                 # sigmoid(|x|)
     small = e * big                       # sigmoid(-|x|)
     positive = y > 0.5
