@@ -123,10 +123,13 @@ def log_cosh_value(y, p, th):
 
 @jit
 def log_cosh_grad(y, p, th):
-    # tanh r = -expm1(-2|r|) / (2 + expm1(-2|r|)) * sign(r)
+    # tanh |r| = u (u + 2) / (1 + v^2) with u = expm1(|r|), v = 1 + u: exact near 0,
+    # and the same u as the value's (value_and_grad computes it once).  Beyond
+    # |r| = 30, tanh rounds to 1 and so does this.
     r = p - y
-    m = fmath.fexpm1(-2.0 * abs(r))
-    t = -m / (2.0 + m)
+    u = fmath.fexpm1(min(abs(r), 30.0))
+    v = 1.0 + u
+    t = u * (u + 2.0) / (1.0 + v * v)
     return t if r >= 0.0 else -t
 
 
