@@ -300,7 +300,8 @@ def _focal_terms(y, x, th):
     log_q = -(abs(x) + tail) if agree else -tail
     p_t = big if agree else small
     q = small if agree else big
-    q_gamma = fmath.fexp(gamma * log_q) if gamma != 0.0 else 1.0
+    # gamma = 2 (the default) as a product: no second exponential
+    q_gamma = q * q if gamma == 2.0 else (fmath.fexp(gamma * log_q) if gamma != 0.0 else 1.0)
     alpha_t = (alpha if positive else 1.0 - alpha) if alpha >= 0.0 else 1.0
     return alpha_t, ce, p_t, q, q_gamma
 
