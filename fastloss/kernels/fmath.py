@@ -166,6 +166,18 @@ def fexpm1(x):
 
 
 @njit(**SCALAR_OPTIONS)
+def _log_kernel(k, f):
+    """k log 2 + log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1] (fdlibm e_log.c)."""
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
+    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
+    hfsq = 0.5 * f * f
+    return k * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + k * _LN2_LO)) - f)
+
+
+@njit(**SCALAR_OPTIONS)
 def flog(x):
     """Natural logarithm: -inf at 0, nan below 0."""
     tiny = x < _DBL_MIN
@@ -177,14 +189,7 @@ def flog(x):
     m = m * 0.5 if big else m
     e = e + 1 if big else e
     k = i64_as_f64(e + _SHIFTER_BITS) - _SHIFTER
-    f = m - 1.0
-    s = f / (2.0 + f)
-    z = s * s
-    w = z * z
-    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
-    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
-    hfsq = 0.5 * f * f
-    y = k * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + k * _LN2_LO)) - f)
+    y = _log_kernel(k, m - 1.0)
     y = x if (x == _INF or x != x) else y
     y = _NAN if x < 0.0 else y
     return -_INF if x == 0.0 else y
@@ -212,15 +217,7 @@ def log1p_unit(f):
     softplus, where f = e^-|x| always lies in [0, 1].
     """
     big = f > _SQRT2_M1
-    g = (f - 1.0) * 0.5 if big else f
-    k = 1.0 if big else 0.0
-    s = g / (2.0 + g)
-    z = s * s
-    w = z * z
-    t1 = w * (_LG2 + w * (_LG4 + w * _LG6))
-    t2 = z * (_LG1 + w * (_LG3 + w * (_LG5 + w * _LG7)))
-    hfsq = 0.5 * g * g
-    return k * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + k * _LN2_LO)) - g)
+    return _log_kernel(1.0 if big else 0.0, (f - 1.0) * 0.5 if big else f)
 
 
 # float32 exp: the same reduction with a 1.5 * 2^23 shifter and a degree-7
