@@ -285,3 +285,17 @@ def test_binary_cross_entropy_clamps_log_terms_at_minus_100():
     np.testing.assert_array_equal(fl.binary_cross_entropy(y, p, reduction="none"), [100, 100, 0, 0])
     g, h = fl.get("binary_cross_entropy").grad_hess(y, p)
     assert np.isfinite(g).all() and np.isfinite(h).all()
+
+
+def test_gpu_check_without_a_gpu_is_one_line_and_exit_2():
+    import os
+    import subprocess
+    import sys
+    if fl.backend_info()["cuda"].startswith("available"):
+        pytest.skip("this machine has a GPU")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    run = subprocess.run([sys.executable, "-m", "fastloss", "bench", "--gpu"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stdout == "" and len(run.stderr.strip().splitlines()) == 1
+    assert "gpu check:" in run.stderr and "--simulate" in run.stderr

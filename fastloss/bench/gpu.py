@@ -351,7 +351,15 @@ def throughput_cross_entropy(copy):
 
 
 def main(argv=None):
-    _configure(parser().parse_args(argv))
+    args = parser().parse_args(argv)
+    if not args.simulate:
+        from fastloss.backends.cuda import missing
+        why = missing()
+        if why is not None:
+            print(f"gpu check: {why}; --simulate runs it under Numba's CUDA simulator",
+                  file=sys.stderr)
+            return 2
+    _configure(args)
     FAILURES.clear()
     start = time.perf_counter()
     copy, nominal = device()
