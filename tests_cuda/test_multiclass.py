@@ -158,3 +158,21 @@ def test_linear_cross_entropy_matches_cpu(target, rng):
         assert_close(got, expected, np.float64)
     rows = loss(y, h, w, b, reduction="none", backend="cuda")
     assert_close(rows, loss(y, h, w, b, reduction="none", backend="cpu"), np.float64)
+
+
+def test_host_arrays_with_out_on_the_cuda_backend(rng):
+    x, labels, _, sw, _ = _data(rng, np.float32)
+    loss = fl.get("cross_entropy", label_smoothing=0.1)
+    expected_value, expected_grad = loss.value_and_grad(labels, x, sample_weight=sw,
+                                                        backend="numpy")
+    out = np.empty_like(x)
+    value, grad = loss.value_and_grad(labels, x, sample_weight=sw, out=out, backend="cuda")
+    assert grad is out
+    assert_scalar_close(value, expected_value, np.float32)
+    assert_close(out, expected_grad, np.float32)
+    logits = x.copy()
+    _, grad = loss.value_and_grad(labels, logits, sample_weight=sw, out=logits, backend="cuda")
+    assert grad is logits
+    assert_close(logits, expected_grad, np.float32)
+    with pytest.raises(ValueError, match="out must have dtype"):
+        loss.grad(labels, x, out=np.empty(x.shape), backend="cuda")
