@@ -80,7 +80,6 @@ class Loss:
                                  f"invalid value(s), the first {float(arr[i])!r} at index {index}")
         raise ValueError(f"{self.name}: invalid inputs")  # pragma: no cover
 
-
     # -- public methods ------------------------------------------------------
 
     def __call__(self, y_true, y_pred, *, sample_weight=None, reduction="mean", backend=None):

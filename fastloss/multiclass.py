@@ -52,6 +52,32 @@ def label_error(loss_name, C, ignore, row, label):
                       f"row {row} has {label}")
 
 
+def check_scores_shape(shape, name="logits"):
+    if len(shape) != 2:
+        raise ValueError(f"{name} must have shape (N, C), got {tuple(shape)}")
+    if shape[1] < 1:
+        raise ValueError(f"{name} must have at least one class (C >= 1)")
+
+
+def has_labels(y, N, C, class_weight, sample_weight):
+    """True for integer labels y (N,), False for class probabilities (N, C); the shapes of
+    y_true, class_weight and sample_weight checked against N rows of C classes (host or
+    device arrays alike)."""
+    kind = np.dtype(y.dtype).kind
+    if kind in "iub" and tuple(y.shape) == (N,):
+        labels = True
+    elif kind == "f" and tuple(y.shape) == (N, C):
+        labels = False
+    else:
+        raise ValueError(f"y_true must be integer class labels of shape ({N},) or class "
+                         f"probabilities of shape ({N}, {C}); got {y.dtype} {tuple(y.shape)}")
+    if class_weight is not None and class_weight.shape != (C,):
+        raise ValueError(f"class_weight must have shape ({C},), got {class_weight.shape}")
+    if sample_weight is not None and tuple(sample_weight.shape) != (N,):
+        raise ValueError(f"sample_weight must have shape ({N},), got {tuple(sample_weight.shape)}")
+    return labels
+
+
 def _check_partial_reduction(reduction):
     if reduction not in ("mean", "sum"):
         raise ValueError(f'partial sums need reduction "mean" or "sum", got {reduction!r}')
@@ -103,13 +129,14 @@ def _cuda_partial(loss, y_true, x, sample_weight):
     return total, denom
 
 
-def _cuda_rows(kernel_name, arguments):
-    """A launcher for ``cuda.multiclass.run``: row kernel ``kernel_name`` with the loss's
-    own arguments ``arguments(inputs)`` before (scale, grad, hess, rows) or (scale, grad, rows)."""
+def _cuda_rows(kernel_name, arguments, takes_hess=False):
+    """A launcher for ``cuda.multiclass.run``: row kernel ``kernel_name`` with the loss's own
+    ``arguments(inputs)``, then (scale, grad, rows), or (scale, grad, hess, rows) for a
+    kernel that ``takes_hess``."""
     def launch(inputs, scale, grad, hess, rows):
         from .backends.cuda import multiclass as cm
         from .backends.cuda import rows as kernels
-        tail = (scale, grad, hess, rows) if kernel_name.startswith("cross_entropy") else (scale, grad, rows)
+        tail = (scale, grad, hess, rows) if takes_hess else (scale, grad, rows)
         cm.launch_rows(getattr(kernels, kernel_name), rows.shape[0], *arguments(inputs), *tail)
     return launch
 
@@ -139,10 +166,7 @@ class CrossEntropy:
     def _prepare(self, y_true, logits, sample_weight, backend):
         name = _backend_name(backend)
         x = v._as_array(logits, "logits")
-        if x.ndim != 2:
-            raise ValueError(f"logits must have shape (N, C), got {x.shape}")
-        if x.shape[1] < 1:
-            raise ValueError("logits must have at least one class (C >= 1)")
+        check_scores_shape(x.shape)
         dtype = v.result_dtype(x.dtype)
         x = np.ascontiguousarray(x, dtype=v._float_kind(x.dtype))
         labels, targets, w = self._targets(y_true, *x.shape, sample_weight)
@@ -151,26 +175,18 @@ class CrossEntropy:
     def _targets(self, y_true, N, C, sample_weight):
         """(labels, targets, sample weights) checked against N rows of C classes."""
         y = v._as_array(y_true, "y_true")
+        w = None if sample_weight is None else v._as_array(sample_weight, "sample_weight")
         labels = targets = None
-        if y.dtype.kind in "iub" and y.shape == (N,):
+        if has_labels(y, N, C, self.class_weight, w):
             labels = np.ascontiguousarray(y, dtype=np.int64)
             ignore = self.params["ignore_index"]
             bad = np.flatnonzero(((labels < 0) | (labels >= C)) & (labels != ignore))
             if bad.size:
                 i = int(bad[0])
                 raise label_error(self.owner, C, ignore, i, labels[i])
-        elif y.dtype.kind == "f" and y.shape == (N, C):
-            targets = np.ascontiguousarray(y, dtype=v._float_kind(y.dtype))
         else:
-            raise ValueError(f"y_true must be integer class labels of shape ({N},) or class "
-                             f"probabilities of shape ({N}, {C}); got {y.dtype} {y.shape}")
-        if self.class_weight is not None and self.class_weight.shape != (C,):
-            raise ValueError(f"class_weight must have shape ({C},), got {self.class_weight.shape}")
-        w = None
-        if sample_weight is not None:
-            w = v._as_array(sample_weight, "sample_weight")
-            if w.shape != (N,):
-                raise ValueError(f"sample_weight must have shape ({N},), got {w.shape}")
+            targets = np.ascontiguousarray(y, dtype=v._float_kind(y.dtype))
+        if w is not None:
             if np.any(w < 0):
                 raise ValueError("sample_weight must be >= 0")
             w = np.ascontiguousarray(w, dtype=np.float64)
@@ -219,10 +235,10 @@ class CrossEntropy:
         p = self.params
         labels = _cuda_rows("cross_entropy_labels", lambda x: (
             x.x, x.labels, x.class_weight, x.weights, p["ignore_index"], p["label_smoothing"],
-            p["z_loss"], p["softcap"]))
+            p["z_loss"], p["softcap"]), takes_hess=True)
         targets = _cuda_rows("cross_entropy_targets", lambda x: (
             x.x, x.targets, x.class_weight, x.weights, p["label_smoothing"], p["z_loss"],
-            p["softcap"]))
+            p["softcap"]), takes_hess=True)
 
         def launch(inputs, *args):
             (labels if inputs.labels is not None else targets)(inputs, *args)

@@ -51,7 +51,7 @@ def _cases():
                  (y, p, w, 1, theta, 1.0, out, sums, counts)),
                 (f"{name}.grad_hess", ks["grad_hess"], (y, p, w, 1, theta, out, out, sums, counts)))
     yield "finish", launch.finish, (sums, counts, 2, sums)
-    yield "weight_stats", elementwise.weight_stats, (f64, sums, counts)
+    yield "sum_and_negatives", elementwise.sum_and_negatives, (f64, sums, counts)
     yield "copy_1d", elementwise.copy_1d, (f64, np.zeros(4, np.float16))
     yield "copy_2d", elementwise.copy_2d, (np.zeros((3, 4), np.float32).T, f32)
 
@@ -59,7 +59,6 @@ def _cases():
     for x in (np.zeros((4, 5), np.float32), np.zeros((4, 5))):
         cw, rw, rows_out = np.ones(5), np.ones(4), np.zeros(4)
         yield "label_check", rows.label_check, (i64, 5, -100, cw, rw, i64[:1], sums, counts)
-        yield "row_sum", rows.row_sum, (rows_out, sums, counts)
         for cap, weights, grad, hess in ((None, None, x, None), (30.0, rw, x, None),
                                          (None, rw, None, None), (None, None, x, x)):
             yield ("cross_entropy_labels", rows.cross_entropy_labels,

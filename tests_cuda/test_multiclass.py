@@ -111,6 +111,9 @@ def test_bad_labels_and_weights_are_clear_errors(rng):
     with pytest.raises(ValueError, match="out must have shape"):
         fl.get("cross_entropy").grad(cuda.to_device(labels), cuda.to_device(x),
                                      out=cuda.device_array((N, C + 1)))
+    with pytest.raises(ValueError, match="out must be C-contiguous"):
+        fl.get("cross_entropy").grad(cuda.to_device(labels), cuda.to_device(x),
+                                     out=cuda.device_array((C, N)).T)
     labels[1:3] = [0, -1]
     with pytest.raises(ValueError, match=r"multi_margin: .*must be in \[0, 6\); row 2 has -1"):
         fl.multi_margin(labels, x, backend="cuda")

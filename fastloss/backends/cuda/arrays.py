@@ -124,27 +124,50 @@ def _weights(sample_weight, shape):
     return DeviceWeights(flat(w), max(inner, 1))
 
 
-def output(out, x, name="out"):
-    """(the caller's ``out`` checked, a flat buffer of the kernel dtype for the kernel to write)."""
-    if x.host:
-        out = v.check_out(out, x.shape, x.out_dtype, name)
-        return out, cuda.device_array(x.size, x.kernel_dtype)
+def buffer(out, shape, dtype, kernel_dtype, host, name="out", like="y_pred"):
+    """(the caller's ``out`` checked, a buffer of ``shape`` in the kernel dtype for the kernel
+    to write: ``out`` itself when its dtype is the kernel's)."""
+    if host:
+        return v.check_out(out, shape, dtype, name), cuda.device_array(shape, kernel_dtype)
     if out is None:
-        return None, cuda.device_array(x.size, x.kernel_dtype)
+        return None, cuda.device_array(shape, kernel_dtype)
     if not is_device(out):
-        raise TypeError(f"{name} must be a CUDA array like y_pred, got {type(out).__name__}")
+        raise TypeError(f"{name} must be a CUDA array like {like}, got {type(out).__name__}")
     d = as_device(out)
-    if tuple(d.shape) != x.shape:
-        raise ValueError(f"{name} must have shape {x.shape}, got {tuple(d.shape)}")
-    if np.dtype(d.dtype) != x.out_dtype:
-        raise ValueError(f"{name} must have dtype {x.out_dtype}, got {d.dtype}")
+    if tuple(d.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(d.shape)}")
+    if np.dtype(d.dtype) != dtype:
+        raise ValueError(f"{name} must have dtype {dtype}, got {d.dtype}")
     if _readonly(out):
         raise ValueError(f"{name} must be writeable")
     if not d.is_c_contiguous():
         raise ValueError(f"{name} must be C-contiguous")
-    if np.dtype(d.dtype) == x.kernel_dtype:
-        return out, flat(d)
-    return out, cuda.device_array(x.size, x.kernel_dtype)
+    if np.dtype(d.dtype) == kernel_dtype:
+        return out, d
+    return out, cuda.device_array(shape, kernel_dtype)
+
+
+def finish(buf, out, shape, dtype, host, like):
+    """A kernel buffer as the user's array: written into ``out``, copied back to the host,
+    or as a ``dtype`` array of ``like``'s kind."""
+    if host:
+        return v.finish_out(buf.copy_to_host(), out, shape, dtype)
+    if out is not None:
+        d, b = flat(as_device(out)), flat(buf)
+        if not _same_memory(d, b):
+            copy_1d[blocks_for(b.size), THREADS](b, d)
+        return out
+    if np.dtype(buf.dtype) != dtype:
+        cast = cuda.device_array(buf.shape, dtype)
+        copy_1d[blocks_for(buf.size), THREADS](flat(buf), flat(cast))
+        buf = cast
+    return _wrap_like(buf if tuple(buf.shape) == shape else buf.reshape(shape), like)
+
+
+def output(out, x, name="out"):
+    """(the caller's ``out`` checked, a flat buffer of the kernel dtype for the kernel to write)."""
+    out, buf = buffer(out, x.shape, x.out_dtype, x.kernel_dtype, x.host, name)
+    return out, flat(buf)
 
 
 def empty(x):
@@ -166,18 +189,7 @@ def _wrap_like(d, like):
 
 def result(buf, out, x):
     """The array result: in ``out`` when given, else a new array of y_pred's kind and dtype."""
-    if x.host:
-        return v.result(buf.copy_to_host(), out, x)
-    if out is not None:
-        d = flat(as_device(out))
-        if not _same_memory(d, buf):
-            copy_1d[blocks_for(x.size), THREADS](buf, d)
-        return out
-    if np.dtype(buf.dtype) != x.out_dtype:
-        cast = cuda.device_array(x.size, x.out_dtype)
-        copy_1d[blocks_for(x.size), THREADS](buf, cast)
-        buf = cast
-    return _wrap_like(buf.reshape(x.shape) if x.shape != (x.size,) else buf, x.like)
+    return finish(buf, out, x.shape, x.out_dtype, x.host, x.like)
 
 
 def host(a):

@@ -106,8 +106,8 @@ def templates(name):
 
 
 @cuda.jit
-def weight_stats(w, sums, counts):
-    """Partial sums of the weights and counts of negative ones."""
+def sum_and_negatives(w, sums, counts):
+    """Partials of sum(w) and of the count of negative entries (weights, row losses)."""
     s = 0.0
     k = 0
     for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):

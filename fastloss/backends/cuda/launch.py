@@ -101,11 +101,10 @@ class Partials:
         self.counts = cuda.device_array(MAX_BLOCKS, np.int64)
         self.result = cuda.device_array(2, np.float64)
         self.host = cuda.pinned_array(2, np.float64)
-        self.blocks = 0
 
-    def total(self):
-        """(sum, count) over the blocks of the last launch, as a Python float and int."""
-        finish[1, THREADS](self.sums, self.counts, self.blocks, self.result)
+    def total(self, blocks):
+        """(sum, count) over the first ``blocks`` partials, as a Python float and int."""
+        finish[1, THREADS](self.sums, self.counts, blocks, self.result)
         self.result.copy_to_host(self.host)
         return float(self.host[0]), int(self.host[1])
 
@@ -113,14 +112,22 @@ class Partials:
 _pool = threading.local()
 
 
-def grid(n):
-    """(blocks, Partials) for a reducing kernel over n elements."""
-    key = id(cuda.current_context())
+def partials():
+    """This thread's Partials for the current CUDA context."""
     pool = getattr(_pool, "partials", None)
     if pool is None:
         pool = _pool.partials = {}
-    partials = pool.get(key)
-    if partials is None:
-        partials = pool[key] = Partials()
-    partials.blocks = blocks_for(n)
-    return partials.blocks, partials
+    key = id(cuda.current_context())
+    found = pool.get(key)
+    if found is None:
+        found = pool[key] = Partials()
+    return found
+
+
+def reduce(kernel, n, *args):
+    """Launch a reducing kernel over n elements (its last two arguments are the partial
+    buffers); (sum, count) over all its blocks."""
+    blocks = blocks_for(n)
+    parts = partials()
+    kernel[blocks, THREADS](*args, parts.sums, parts.counts)
+    return parts.total(blocks)

@@ -3,7 +3,7 @@ import threading
 
 from . import arrays  # noqa: F401  (the backend's array operations)
 from . import elementwise
-from .launch import THREADS, grid
+from .launch import reduce
 
 _kernels = {}
 _build_lock = threading.Lock()
@@ -26,20 +26,13 @@ def forget(name):
         _kernels.pop(name, None)
 
 
-def _launch(kernel, n, *args):
-    """Run a kernel over n elements; (sum, count) of its block partials."""
-    blocks, partials = grid(n)
-    kernel[blocks, THREADS](*args, partials.sums, partials.counts)
-    return partials.total()
-
-
 def _weights(w):
     return (None, 1) if w is None else (w.array, w.inner)
 
 
 def _run(name, kind, y, p, w, *args):
     wa, inner = _weights(w)
-    return _launch(kernels(name)[kind], y.shape[0], y, p, wa, inner, *args)
+    return reduce(kernels(name)[kind], y.shape[0], y, p, wa, inner, *args)
 
 
 def reduce_value(name, y, p, w, theta):
@@ -64,5 +57,5 @@ def grad_hess(name, y, p, w, theta, gout, hout):
 
 def weight_stats(w):
     """(sum of the weights over all elements, count of negative weights)."""
-    total, negative = _launch(elementwise.weight_stats, w.array.shape[0], w.array)
+    total, negative = reduce(elementwise.sum_and_negatives, w.array.shape[0], w.array)
     return total * w.inner, negative

@@ -246,12 +246,3 @@ def nll(x, labels, class_weight, sample_weight, ignore, scale, out, rows):
         if out is not None:
             for j in range(tid, C, THREADS):
                 out[i, j] = -coef * scale if j == t else 0.0
-
-
-@cuda.jit
-def row_sum(rows, sums, counts):
-    """Partials of sum(rows) (and a count of negative entries, unused here)."""
-    s = 0.0
-    for i in range(cuda.grid(1), rows.shape[0], cuda.gridsize(1)):
-        s += rows[i]
-    store_partial(s, 0, sums, counts)
