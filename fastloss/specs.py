@@ -64,6 +64,13 @@ class LossSpec:
     example_y_domain: str = ""
     # Made by fastloss.custom_loss from a user's function (no peer, no textbook reference).
     custom: bool = False
+    # Its value is computed in float32 for float32 data (a few ulp of float32, within
+    # the float32 accuracy contract; twice the vector lanes of float64): set for the
+    # transcendental losses whose scalar value function is written for either precision.
+    float32_value: bool = False
+    # (param, value): the float32 value kernels are also built with this parameter as a
+    # compiled constant, used when a call passes that value (see backends.cpu).
+    constant_param: tuple = ()
 
     def resolve_params(self, given):
         """Validated parameters in declaration order, as a dict."""
@@ -182,6 +189,7 @@ register(LossSpec(
     formula="r = p - y;  l = log(cosh(r));  dl/dp = tanh(r)",
     hessian_note="1 - tanh(r)^2.",
     reference="tf.keras.losses.log_cosh; optax.log_cosh.",
+    float32_value=True,
 ))
 register(LossSpec(
     name="pinball",
@@ -228,6 +236,7 @@ register(LossSpec(
     p_domain="unit",
     hessian_note="y / max(p^2, 1e-12) + (1 - y) / max((1 - p)^2, 1e-12).",
     reference="torch.nn.functional.binary_cross_entropy (log terms clamped at -100).",
+    float32_value=True,
 ))
 register(LossSpec(
     name="binary_cross_entropy_with_logits",
@@ -243,6 +252,7 @@ register(LossSpec(
     reference="torch.nn.functional.binary_cross_entropy_with_logits "
               "(pos_weight a scalar here).",
     test_params=({"pos_weight": 3.0},),
+    float32_value=True,
 ))
 register(LossSpec(
     name="kl_div",
@@ -273,4 +283,6 @@ register(LossSpec(
     reference="Lin et al., Focal Loss for Dense Object Detection (2017); "
               "torchvision.ops.sigmoid_focal_loss.",
     test_params=({"alpha": 0.6, "gamma": 0.5}, {"alpha": -1.0, "gamma": 1.5}),
+    float32_value=True,
+    constant_param=("gamma", 2.0),
 ))

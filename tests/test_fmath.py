@@ -19,7 +19,7 @@ CASES = {
     "fexpm1": (fmath.fexpm1, np.expm1),
     "flog": (fmath.flog, np.log),
     "flog1p": (fmath.flog1p, np.log1p),
-    "log1p_unit": (fmath.log1p_unit, np.log1p),       # its domain: [0, 1]
+    "flog1p_unit": (fmath.flog1p_unit, np.log1p),       # its domain: [0, 1]
 }
 
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 2.0, 0.5, 1e-300, 5e-324,
@@ -34,7 +34,7 @@ def _inputs(name, rng):
     elif name == "flog":
         parts = [np.exp(rng.uniform(-744, 709, 200_000)), rng.uniform(0.5, 2.0, 50_000),
                  rng.uniform(0, 1e-310, 1000)]
-    elif name == "log1p_unit":
+    elif name == "flog1p_unit":
         edge = np.sqrt(2.0) - 1.0
         return np.concatenate([rng.uniform(0, 1, 200_000), np.exp(-rng.uniform(0, 746, 100_000)),
                                edge + rng.uniform(-1e-12, 1e-12, 1000),

@@ -15,6 +15,11 @@ arithmetic, comparisons and bit casts:
   correction), exact for tiny x.
 * ``fexpm1``: the same reduction as ``fexp``; e^r - 1 as a polynomial without
   its constant term, so it is accurate near 0.
+* ``flog1p_unit``: log(1 + f) for f in [0, 1] with one division.
+
+``exp``, ``expm1``, ``log``, ``log1p`` and ``log1p_unit`` compute in their
+argument's own float type: these functions for float64, their float32
+counterparts (``fmath32``) for float32.
 
 Each is within a few ulp of NumPy over the whole float64 range, special values
 included (tests/test_fmath.py).  They must be compiled *without* fast-math
@@ -208,7 +213,7 @@ _SQRT2_M1 = 0.41421356237309503
 
 
 @njit(**SCALAR_OPTIONS)
-def log1p_unit(f):
+def flog1p_unit(f):
     """log(1 + f) for f in [0, 1] (NaN stays NaN): the fdlibm kernel of ``flog`` alone.
 
     1 + f needs no exponent extraction: for f > sqrt(2) - 1 it is 2 (1 + g) with
@@ -218,37 +223,6 @@ def log1p_unit(f):
     """
     big = f > _SQRT2_M1
     return _log_kernel(1.0 if big else 0.0, (f - 1.0) * 0.5 if big else f)
-
-
-# float32 exp: the same reduction with a 1.5 * 2^23 shifter and a degree-7
-# polynomial (error below 0.1 ulp of float32 before rounding).
-_F32 = np.float32
-_LOG2E_F = _F32(_LOG2E)
-_SHIFTER_F = _F32(12582912.0)                 # 1.5 * 2**23
-_SHIFTER_F_BITS = 0x4B400000
-_LN2_HI_F = _F32(0.693145751953125)
-_LN2_LO_F = _F32(1.428606765330187045e-06)
-_EXP_LO_F = _F32(-104.0)
-_EXP_HI_F = _F32(89.0)
-_ONE_F = _F32(1.0)
-_C7, _C6, _C5, _C4, _C3, _C2 = (_F32(1 / 5040), _F32(1 / 720), _F32(1 / 120), _F32(1 / 24),
-                                _F32(1 / 6), _F32(0.5))
-
-
-@njit(**SCALAR_OPTIONS)
-def fexp32(x):
-    """e^x in float32 arithmetic, for a float32 x."""
-    xc = min(max(x, _EXP_LO_F), _EXP_HI_F)
-    t = xc * _LOG2E_F + _SHIFTER_F
-    k = t - _SHIFTER_F
-    r = (xc - k * _LN2_HI_F) - k * _LN2_LO_F
-    p = ((((_C7 * r + _C6) * r + _C5) * r + _C4) * r + _C3) * r + _C2
-    p = r + (r * r) * p
-    ki = f32_as_i32(t) - _SHIFTER_F_BITS
-    k1 = ki >> 1
-    k2 = ki - k1
-    y = ((_ONE_F + p) * i32_as_f32((k1 + 127) << 23)) * i32_as_f32((k2 + 127) << 23)
-    return x if x != x else y
 
 
 def exp_in_precision_of(x, like):
@@ -279,7 +253,8 @@ def _as_type_of(v, like):
 @overload(exp_in_precision_of, jit_options=SCALAR_OPTIONS)
 def _exp_in_precision_of(x, like):
     if like == types.float32:
-        return lambda x, like: np.float64(fexp32(np.float32(x)))
+        from . import fmath32
+        return lambda x, like: np.float64(fmath32.exp(np.float32(x)))
     return lambda x, like: fexp(x)
 
 
@@ -299,22 +274,38 @@ def maxnum(typingctx, a, b):
     return a(a, b), codegen
 
 
-def exp_same_type(x):
-    """e^x in x's own float type: the float32 exp for float32, fexp for float64."""
-    raise NotImplementedError("for use inside Numba-compiled code")
+def _in_own_precision(f64_version, name):
+    """``name`` computed in its argument's float type: ``fmath32.name`` for float32, else
+    ``f64_version``.  For code written once for both precisions (the float32 value
+    kernels and the float64 ones run the same loss function)."""
+    def in_own_precision(x):
+        from . import fmath32
+        return getattr(fmath32, name)(x) if isinstance(x, np.float32) else f64_version(x)
+
+    @overload(in_own_precision, jit_options=SCALAR_OPTIONS)
+    def _typed(x):
+        if x == types.float32:
+            from . import fmath32
+            f32_version = getattr(fmath32, name)
+            return lambda x: f32_version(x)
+        return lambda x: f64_version(x)
+
+    in_own_precision.__name__ = in_own_precision.__qualname__ = name
+    in_own_precision.__doc__ = f"{f64_version.__doc__}  In x's own float type."
+    return in_own_precision
 
 
-@overload(exp_same_type, jit_options=SCALAR_OPTIONS)
-def _exp_same_type(x):
-    if x == types.float32:
-        return lambda x: fexp32(x)
-    return lambda x: fexp(x)
+exp = _in_own_precision(fexp, "exp")
+expm1 = _in_own_precision(fexpm1, "expm1")
+log = _in_own_precision(flog, "log")
+log1p = _in_own_precision(flog1p, "log1p")
+log1p_unit = _in_own_precision(flog1p_unit, "log1p_unit")
 
 
 @njit(inline="always", **SCALAR_OPTIONS)
 def softplus(x):
     """log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)."""
-    return max(x, 0.0) + log1p_unit(fexp(-abs(x)))
+    return max(x, 0.0) + flog1p_unit(fexp(-abs(x)))
 
 
 @njit(inline="always", **SCALAR_OPTIONS)

@@ -2,7 +2,11 @@
 
 Each function takes (y, p, theta): the target, the prediction (both float64)
 and the loss's parameters as a tuple of floats in the order of its
-``LossSpec.params``.  The kernel templates (``fastloss.backends.cpu``) turn
+``LossSpec.params``.  The value functions of the losses marked
+``LossSpec.float32_value`` are written for either precision (constants through
+``fmath.as_type_of``, transcendentals from ``fmath``'s type-generic functions):
+for float32 data the value kernels run them on float32 (y, p), the float64
+kernels on float64, from the same source.  The kernel templates (``fastloss.backends.cpu``) turn
 these into fused parallel loops; they are compiled without fast-math so that
 the stable forms below are kept as written.  Transcendental functions come from
 ``fmath`` so that the loops vectorize.
@@ -114,11 +118,13 @@ def log_cosh_value(y, p, th):
     # one log1p_unit follows.  a is capped at 30 inside the exponential only: beyond
     # it, 1 / v^2 < 1e-26 no longer changes a - log 2.
     a = abs(p - y)
-    u = fmath.fexpm1(min(a, 30.0))
-    v = 1.0 + u
-    near = a < 1.3
-    arg = (u * u if near else 1.0) / (2.0 * v if near else v * v)
-    return fmath.log1p_unit(arg) + (0.0 if near else a - _LOG2)
+    one = fmath.as_type_of(1.0, a)
+    u = fmath.expm1(min(a, fmath.as_type_of(30.0, a)))
+    v = one + u
+    near = a < fmath.as_type_of(1.3, a)
+    arg = (u * u if near else one) / (fmath.as_type_of(2.0, a) * v if near else v * v)
+    return fmath.log1p_unit(arg) + (fmath.as_type_of(0.0, a) if near
+                                    else a - fmath.as_type_of(_LOG2, a))
 
 
 @jit
@@ -127,7 +133,7 @@ def log_cosh_grad(y, p, th):
     # and the same u as the value's (value_and_grad computes it once).  Beyond
     # |r| = 30, tanh rounds to 1 and so does this.
     r = p - y
-    u = fmath.fexpm1(min(abs(r), 30.0))
+    u = fmath.expm1(min(abs(r), 30.0))
     v = 1.0 + u
     t = u * (u + 2.0) / (1.0 + v * v)
     return t if r >= 0.0 else -t
@@ -248,9 +254,10 @@ def squared_hinge_hess(y, p, th):
 
 @jit
 def binary_cross_entropy_value(y, p, th):
-    log_p = max(fmath.flog(p), -100.0)
-    log_q = max(fmath.flog1p(-p), -100.0)
-    return -(y * log_p + (1.0 - y) * log_q)
+    floor = fmath.as_type_of(-100.0, p)
+    log_p = max(fmath.log(p), floor)
+    log_q = max(fmath.log1p(-p), floor)
+    return -(y * log_p + (fmath.as_type_of(1.0, p) - y) * log_q)
 
 
 @jit
@@ -266,10 +273,11 @@ def binary_cross_entropy_hess(y, p, th):
 
 @jit
 def binary_cross_entropy_with_logits_value(y, x, th):
-    pw = th[0]
-    lw = 1.0 + (pw - 1.0) * y
-    tail = fmath.log1p_unit(fmath.fexp(-abs(x)))      # log(1 + e^-|x|)
-    linear = (1.0 - y) * x if x >= 0.0 else -pw * y * x
+    one = fmath.as_type_of(1.0, x)
+    pw = fmath.as_type_of(th[0], x)
+    lw = one + (pw - one) * y
+    tail = fmath.log1p_unit(fmath.exp(-abs(x)))      # log(1 + e^-|x|)
+    linear = (one - y) * x if x >= 0.0 else -pw * y * x
     return linear + lw * tail
 
 
@@ -287,11 +295,12 @@ def binary_cross_entropy_with_logits_hess(y, x, th):
 
 @jit
 def _focal_terms(y, x, th):
-    """alpha_t, ce = -log p_t, p_t, q = 1 - p_t and q^gamma for a binary label."""
-    alpha, gamma = th[0], th[1]
-    e = fmath.fexp(-abs(x))
+    """alpha_t, ce = -log p_t, p_t, q = 1 - p_t and q^gamma for a binary label, in x's type."""
+    one = fmath.as_type_of(1.0, x)
+    alpha, gamma = fmath.as_type_of(th[0], x), fmath.as_type_of(th[1], x)
+    e = fmath.exp(-abs(x))
     tail = fmath.log1p_unit(e)
-    big = 1.0 / (1.0 + e)                 # sigmoid(|x|)
+    big = one / (one + e)                 # sigmoid(|x|)
     small = e * big                       # sigmoid(-|x|)
     positive = y > 0.5
     agree = positive == (x >= 0.0)        # does the logit's sign favour the label?
@@ -301,15 +310,15 @@ def _focal_terms(y, x, th):
     p_t = big if agree else small
     q = small if agree else big
     # gamma = 2 (the default) as a product: no second exponential
-    q_gamma = q * q if gamma == 2.0 else (fmath.fexp(gamma * log_q) if gamma != 0.0 else 1.0)
-    alpha_t = (alpha if positive else 1.0 - alpha) if alpha >= 0.0 else 1.0
+    q_gamma = q * q if gamma == 2.0 else (fmath.exp(gamma * log_q) if gamma != 0.0 else one)
+    alpha_t = (alpha if positive else one - alpha) if alpha >= 0.0 else one
     return alpha_t, ce, p_t, q, q_gamma
 
 
 @jit
 def sigmoid_focal_value(y, x, th):
     alpha_t, ce, p_t, q, q_gamma = _focal_terms(y, x, th)
-    return alpha_t * ce * q_gamma + 0.0 * y
+    return alpha_t * ce * q_gamma + fmath.as_type_of(0.0, x) * y
 
 
 @jit

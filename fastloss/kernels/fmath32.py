@@ -1,0 +1,151 @@
+"""Branch-free float32 exp, expm1, log, log1p and log1p on [0, 1], computed in float32.
+
+The float64 versions (``fmath``) run eight lanes of an AVX-512 register; these
+run sixteen, with shorter polynomials, which is what makes the transcendental
+losses' values on float32 data memory-bound rather than compute-bound.  The
+same algorithms as in ``fmath``, with float32 constants throughout (a float64
+literal would promote the arithmetic to float64):
+
+* ``exp``/``expm1``: x = k ln2 + r with |r| <= ln2/2 (1.5 * 2^23 shifter),
+  Taylor polynomials to r^7 and r^8, 2^k built from its bits in two halves.
+* ``log``: x = 2^e m with m in [sqrt(2)/2, sqrt(2)), the FreeBSD ``e_logf.c``
+  polynomial in s = (m-1)/(m+1).
+* ``log1p``: log(u) - ((u - 1) - x) / u with u = 1 + x.
+* ``log1p_unit``: log(1 + f) for f in [0, 1] with one division.
+
+Each is within 2 ulp of the correctly rounded result over the whole float32
+range, special values included (tests/test_fmath32.py).  Integer steps use
+int32 values (Numba widens integer arithmetic to int64; the explicit int32
+conversions let LLVM narrow it back) so that no 64-bit value halves the vector
+width.
+"""
+import numpy as np
+from numba import njit
+
+from .fmath import SCALAR_OPTIONS, f32_as_i32, i32_as_f32
+
+_F = np.float32
+_I = np.int32
+
+_ZERO = _F(0.0)
+_HALF = _F(0.5)
+_ONE = _F(1.0)
+_TWO = _F(2.0)
+_INF = _F(np.inf)
+_NAN = _F(np.nan)
+
+_LOG2E = _F(1.4426950408889634)
+_SHIFTER = _F(12582912.0)                 # 1.5 * 2**23
+_SHIFTER_BITS = _I(0x4B400000)
+_LN2_HI = _F(0.693145751953125)           # 16 significant bits: k * _LN2_HI is exact
+_LN2_LO = _F(1.428606765330187045e-06)
+_EXP_LO = _F(-104.0)                      # exp(x) rounds to 0 below about -103.97
+_EXP_HI = _F(89.0)                        # exp(x) overflows above about 88.72
+_EXPM1_LO = _F(-40.0)                     # expm1(x) rounds to -1 below about -17.3
+_BIAS = _I(127)
+_C2, _C3, _C4, _C5, _C6, _C7, _C8 = (_F(1 / 2), _F(1 / 6), _F(1 / 24), _F(1 / 120),
+                                     _F(1 / 720), _F(1 / 5040), _F(1 / 40320))
+
+# FreeBSD e_logf.c: |(log(1+s) - log(1-s))/s - Lg(s)| < 2**-34.24 on the reduced range
+_LG1 = _F(0.66666662693)
+_LG2 = _F(0.40000972152)
+_LG3 = _F(0.28498786688)
+_LG4 = _F(0.24279078841)
+_LOG_LN2_HI = _F(6.9313812256e-01)        # 0x3f317180: k * hi is exact for |k| < 256
+_LOG_LN2_LO = _F(9.0580006145e-06)
+_FLT_MIN = _F(1.1754943508222875e-38)
+_TWO25 = _F(33554432.0)
+_SQRT2 = _F(1.4142135623730951)
+_SQRT2_M1 = _F(0.41421356237309503)
+_MANTISSA = _I(0x007FFFFF)
+_ONE_BITS = _I(0x3F800000)
+_EXP_MASK = _I(0xFF)
+
+
+@njit(**SCALAR_OPTIONS)
+def _reduce(x):
+    """(t, k, r): x = k ln2 + r with |r| <= ln2/2; t holds k in its low bits."""
+    t = x * _LOG2E + _SHIFTER
+    k = t - _SHIFTER
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    return t, k, r
+
+
+@njit(**SCALAR_OPTIONS)
+def _pow2_halves(t):
+    """Two normal float32 factors whose product is 2^k, k from ``_reduce``'s t."""
+    ki = _I(f32_as_i32(t) - _SHIFTER_BITS)
+    k1 = _I(ki >> _I(1))
+    k2 = _I(ki - k1)
+    return i32_as_f32(_I((k1 + _BIAS) << _I(23))), i32_as_f32(_I((k2 + _BIAS) << _I(23)))
+
+
+@njit(**SCALAR_OPTIONS)
+def exp(x):
+    """e^x."""
+    xc = min(max(x, _EXP_LO), _EXP_HI)
+    t, k, r = _reduce(xc)
+    p = ((((_C7 * r + _C6) * r + _C5) * r + _C4) * r + _C3) * r + _C2
+    p = r + (r * r) * p
+    s1, s2 = _pow2_halves(t)
+    y = ((_ONE + p) * s1) * s2
+    return x if x != x else y
+
+
+@njit(**SCALAR_OPTIONS)
+def expm1(x):
+    """e^x - 1, accurate near 0."""
+    xc = min(max(x, _EXPM1_LO), _EXP_HI)
+    t, k, r = _reduce(xc)
+    p = (((((_C8 * r + _C7) * r + _C6) * r + _C5) * r + _C4) * r + _C3) * r + _C2
+    p = r + (r * r) * p
+    s1, s2 = _pow2_halves(t)
+    y = (p * s1) * s2 + (s1 * s2 - _ONE)
+    y = ((_ONE + p) * s1) * s2 if k > _F(25.0) else y
+    y = p if k == _ZERO else y
+    return x if x != x else y
+
+
+@njit(**SCALAR_OPTIONS)
+def _log_kernel(k, f):
+    """k log 2 + log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1]."""
+    s = f / (_TWO + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG2 + w * _LG4)
+    t2 = z * (_LG1 + w * _LG3)
+    hfsq = _HALF * f * f
+    return k * _LOG_LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + k * _LOG_LN2_LO)) - f)
+
+
+@njit(**SCALAR_OPTIONS)
+def log(x):
+    """Natural logarithm: -inf at 0, nan below 0."""
+    tiny = x < _FLT_MIN
+    xs = x * _TWO25 if tiny else x
+    bits = f32_as_i32(xs)
+    e = _I(((bits >> _I(23)) & _EXP_MASK) - (_I(152) if tiny else _BIAS))
+    m = i32_as_f32(_I((bits & _MANTISSA) | _ONE_BITS))
+    big = m > _SQRT2
+    m = m * _HALF if big else m
+    e = _I(e + _I(1)) if big else e
+    y = _log_kernel(_F(e), m - _ONE)
+    y = x if (x == _INF or x != x) else y
+    y = _NAN if x < _ZERO else y
+    return -_INF if x == _ZERO else y
+
+
+@njit(**SCALAR_OPTIONS)
+def log1p(x):
+    """log(1 + x), accurate near 0."""
+    u = _ONE + x
+    y = log(u) - ((u - _ONE) - x) / u
+    y = x if (x == _INF or x != x) else y
+    return -_INF if x == -_ONE else y
+
+
+@njit(**SCALAR_OPTIONS)
+def log1p_unit(f):
+    """log(1 + f) for f in [0, 1] (NaN stays NaN), as ``fmath.flog1p_unit``."""
+    big = f > _SQRT2_M1
+    return _log_kernel(_ONE if big else _ZERO, (f - _ONE) * _HALF if big else f)

@@ -1,0 +1,99 @@
+"""Values of the float32_value losses computed in float32 for float32 data.
+
+Those kernels run the loss's own scalar function on float32 (y, p); these
+tests check that it stays within the float32 accuracy contract against the
+float64 reference, on both the serial and the parallel kernels, with extreme
+inputs, and that the float32 path is the one taken exactly when
+``backends.cpu.in_float32`` says so.
+"""
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss.backends import cpu
+from fastloss.specs import REGISTRY
+from .conftest import LOSS_CASES, LOSS_IDS, sample
+from .helpers import assert_close, assert_scalar_close
+
+CASES = [(name, params) for name, params in LOSS_CASES if REGISTRY[name].float32_value]
+IDS = [i for i, (name, _) in zip(LOSS_IDS, LOSS_CASES) if REGISTRY[name].float32_value]
+float32_case = pytest.mark.parametrize("name,params", CASES, ids=IDS)
+SIZES = [1000, cpu.PARALLEL_MIN_SIZE + 4097]     # serial and parallel kernels
+
+
+def _with_extremes(name, y, p):
+    """The sample plus the extreme predictions the loss's domain allows."""
+    if REGISTRY[name].p_domain == "unit":
+        edge = np.array([0.0, 1.0, 1e-30, 1e-7, 0.5, 1 - 2 ** -24, 2 ** -24], np.float32)
+    else:
+        edge = np.array([1e4, -1e4, 88.0, -88.0, 105.0, -105.0, 0.0, 1e-30, -17.0, 30.5],
+                        np.float32)
+    labels = np.resize(np.unique(y), edge.size).astype(y.dtype)
+    return np.concatenate([y, labels]), np.concatenate([p, edge])
+
+
+@float32_case
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_float32_values_within_the_float32_contract(name, params, n, weighted, rng):
+    y, p = _with_extremes(name, *sample(name, n, rng, np.float32))
+    assert cpu.in_float32(REGISTRY[name], y.dtype, p.dtype)
+    w = rng.uniform(0.0, 2.0, y.size).astype(np.float32) if weighted else None
+    wr = None if w is None else w.astype(np.float64)
+    loss = fl.get(name, **params)
+    yr, pr = y.astype(np.float64), p.astype(np.float64)
+    for reduction in ("mean", "sum"):
+        value = loss(y, p, sample_weight=w, reduction=reduction, backend="cpu")
+        expected = loss(yr, pr, sample_weight=wr, reduction=reduction, backend="numpy")
+        assert np.isfinite(value)
+        assert_scalar_close(value, expected, np.float32, f"{reduction} value")
+    values = loss(y, p, sample_weight=w, reduction="none", backend="cpu")
+    assert values.dtype == np.float32 and np.all(np.isfinite(values))
+    expected = loss(yr, pr, sample_weight=wr, reduction="none", backend="numpy")
+    assert_close(values, expected, np.float32, "none")
+
+
+@float32_case
+def test_float32_path_is_float32_arithmetic(name, params, rng):
+    """The float32 kernel's sum differs from the float64 kernel's on the same numbers."""
+    y, p = sample(name, 5000, rng, np.float32)
+    loss = fl.get(name, **params)
+    single = loss(y, p, reduction="sum", backend="cpu")
+    double = loss(y.astype(np.float64), p.astype(np.float64), reduction="sum", backend="cpu")
+    np.testing.assert_allclose(single, double, rtol=1e-6)
+    assert single != double
+
+
+@float32_case
+def test_targets_outside_float32_take_the_float64_path(name, params, rng):
+    y, p = sample(name, 5000, rng, np.float32)
+    loss = fl.get(name, **params)
+    bounded = REGISTRY[name].y_domain in ("unit", "binary", "signed_binary")
+    y_wide = y.astype(np.float64)
+    assert cpu.in_float32(REGISTRY[name], y_wide.dtype, p.dtype) == bounded
+    assert not cpu.in_float32(REGISTRY[name], y.dtype, p.astype(np.float64).dtype)
+    double = loss(y_wide, p.astype(np.float64), reduction="sum", backend="cpu")
+    if not bounded:
+        assert loss(y_wide, p, reduction="sum", backend="cpu") == double
+
+
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.float32_value
+                                  and s.y_domain in ("unit", "binary")])
+def test_float64_targets_just_outside_the_domain_are_still_rejected(name):
+    """Rounded to float32, 1 + 1e-12 would be 1.0: the domain check reads the target as given."""
+    y = np.array([0.0, 1.0 + 1e-12, 1.0])
+    p = np.full(3, 0.5 if REGISTRY[name].p_domain == "unit" else 0.3, np.float32)
+    with pytest.raises(ValueError, match="y_true"):
+        fl.get(name)(y, p, backend="cpu")
+
+
+def test_constant_gamma_build_matches_the_general_one(rng):
+    """sigmoid_focal at gamma = 2 runs a build with gamma compiled in; a gamma one
+    float64 ulp away runs the general build (q^gamma through exp and log)."""
+    y, p = sample("sigmoid_focal", 20_000, rng, np.float32)
+    at_two = fl.sigmoid_focal(y, p, gamma=2.0, reduction="none")
+    near_two = fl.sigmoid_focal(y, p, gamma=np.nextafter(2.0, 3.0), reduction="none")
+    assert_close(at_two, near_two, np.float32, "gamma = 2 vs the general build")
+    expected = fl.sigmoid_focal(y.astype(np.float64), p.astype(np.float64), gamma=2.0,
+                                reduction="none", backend="numpy")
+    assert_close(at_two, expected, np.float32, "gamma = 2")
