@@ -14,7 +14,8 @@ literal would promote the arithmetic to float64):
 * ``log1p_unit``: log(1 + f) for f in [0, 1] with one division.
 
 Each is within 2 ulp of the correctly rounded result over the whole float32
-range, special values included (tests/test_fmath32.py).  Integer steps use
+range, special values included (tests/test_fmath32.py), except that ``exp``
+flushes results below 2^-125.5 to 0: producing subnormals is slow.  Integer steps use
 int32 values (Numba widens integer arithmetic to int64; the explicit int32
 conversions let LLVM narrow it back) so that no 64-bit value halves the vector
 width.
@@ -57,6 +58,7 @@ _FLT_MIN = _F(1.1754943508222875e-38)
 _TWO25 = _F(33554432.0)
 _SQRT2 = _F(1.4142135623730951)
 _SQRT2_M1 = _F(0.41421356237309503)
+_TINY_ARG = _F(2.0 ** -26)
 _MANTISSA = _I(0x007FFFFF)
 _ONE_BITS = _I(0x3F800000)
 _EXP_MASK = _I(0xFF)
@@ -82,13 +84,19 @@ def _pow2_halves(t):
 
 @njit(**SCALAR_OPTIONS)
 def exp(x):
-    """e^x."""
+    """e^x; 0 below e^-86.99 (2^-125.5), where it would be near or below FLT_MIN.
+
+    Making a subnormal float32 costs the vector unit about a hundred cycles; no
+    loss needs e^x below 1.2e-38 (it enters as e^-|x| beside terms of order 1,
+    or as a softmax term beside a sum of at least 1).
+    """
     xc = min(max(x, _EXP_LO), _EXP_HI)
     t, k, r = _reduce(xc)
     p = ((((_C7 * r + _C6) * r + _C5) * r + _C4) * r + _C3) * r + _C2
     p = r + (r * r) * p
-    s1, s2 = _pow2_halves(t)
-    y = ((_ONE + p) * s1) * s2
+    # 2^k as 2 * 2^(k-1), whose exponent field k + 126 is cut at 0: 0.0 for k <= -126
+    scale = i32_as_f32(_I(max(_I(f32_as_i32(t) - _SHIFTER_BITS) + _I(126), _I(0)) << _I(23)))
+    y = ((_ONE + p) * _TWO) * scale
     return x if x != x else y
 
 
@@ -146,6 +154,13 @@ def log1p(x):
 
 @njit(**SCALAR_OPTIONS)
 def log1p_unit(f):
-    """log(1 + f) for f in [0, 1] (NaN stays NaN), as ``fmath.flog1p_unit``."""
+    """log(1 + f) for f in [0, 1] (NaN stays NaN), as ``fmath.flog1p_unit``.
+
+    Below 2^-26, log(1 + f) rounds to f; the polynomial is then run on 0, since
+    on f itself its powers would be subnormal, which costs a hundred cycles per
+    operation (the tail of log(1 + e^-|x|) for |x| > 44, in every lane).
+    """
     big = f > _SQRT2_M1
-    return _log_kernel(_ONE if big else _ZERO, (f - _ONE) * _HALF if big else f)
+    tiny = f < _TINY_ARG
+    y = _log_kernel(_ONE if big else _ZERO, (f - _ONE) * _HALF if big else (_ZERO if tiny else f))
+    return f if tiny else y
