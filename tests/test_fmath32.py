@@ -104,3 +104,33 @@ def test_precision_follows_the_data_type():
     _apply_like(x, x.astype(np.float32), out)
     np.testing.assert_allclose(out, np.exp(x.astype(np.float32).astype(np.float64)), rtol=2e-7)
     assert not np.allclose(out, np.exp(x), rtol=1e-12, atol=0)
+
+
+@njit
+def _apply_pair(p, a, b):
+    for i in range(p.shape[0]):
+        a[i], b[i] = fmath.log_and_log1m(p[i])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_and_log1m_within_two_ulp_on_the_unit_interval(dtype):
+    rng = np.random.default_rng(11)
+    tiny = np.finfo(dtype).tiny
+    edges = [0.0, 1.0, 0.5, 1 - 2 ** -24, 2 ** -24, 1 - np.sqrt(0.5), np.sqrt(0.5), 1e-30, tiny]
+    p = np.concatenate([rng.uniform(0, 1, 200_000), np.exp(-rng.uniform(0, 80, 50_000)),
+                        1 - np.exp(-rng.uniform(0, 16, 50_000)), 0.5 + rng.uniform(-1e-6, 1e-6, 1000),
+                        (1 - np.sqrt(0.5)) + rng.uniform(-1e-6, 1e-6, 1000), edges]).astype(dtype)
+    a, b = np.empty_like(p), np.empty_like(p)
+    _apply_pair(p, a, b)
+    wide = p.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        # log(1 - p) from the exact 1 - p (log1p of the exact -p)
+        for got, exact in ((a, np.log(wide)), (b, np.log1p(-wide))):
+            rounded = exact.astype(dtype)
+            assert np.array_equal(got[~np.isfinite(rounded)], rounded[~np.isfinite(rounded)])
+            fin = np.isfinite(rounded) & (np.abs(rounded) >= tiny)
+            ulps = np.abs(got[fin] - exact[fin]) / np.spacing(np.abs(rounded[fin]))
+            assert ulps.max() <= 2.0, f"{ulps.max()} ulp at p={p[fin][ulps.argmax()]!r}"
+            assert np.all(got[np.abs(rounded) < tiny] == 0)
+    _apply_pair(np.array([np.nan], dtype), a[:1], b[:1])
+    assert np.isnan(a[0]) and np.isnan(b[0])

@@ -225,6 +225,25 @@ def flog1p_unit(f):
     return _log_kernel(1.0 if big else 0.0, (f - 1.0) * 0.5 if big else f)
 
 
+_ONE_MINUS_SQRT_HALF = 0.2928932188134524     # 1 - sqrt(2)/2
+
+
+@njit(**SCALAR_OPTIONS)
+def flog_and_log1m(p):
+    """(log p, log(1 - p)) for p in [0, 1], with two divisions where flog and flog1p take three.
+
+    s = min(p, 1 - p) is exact (1 - p is, for p >= 1/2); log(1 - s) for s in
+    [0, 1/2] is the fdlibm kernel on -s, or on 1 - 2s at exponent -1, both exact
+    arguments inside its range; only log s needs the exponent extracted.
+    """
+    upper = p > 0.5
+    s = 1.0 - p if upper else p
+    log_s = flog(s)
+    mid = s > _ONE_MINUS_SQRT_HALF
+    log_rest = _log_kernel(-1.0 if mid else 0.0, 1.0 - (s + s) if mid else -s)
+    return (log_rest, log_s) if upper else (log_s, log_rest)
+
+
 def exp_in_precision_of(x, like):
     """e^x (x float64) computed in the precision of ``like``'s type; returns float64.
 
@@ -300,6 +319,7 @@ expm1 = _in_own_precision(fexpm1, "expm1")
 log = _in_own_precision(flog, "log")
 log1p = _in_own_precision(flog1p, "log1p")
 log1p_unit = _in_own_precision(flog1p_unit, "log1p_unit")
+log_and_log1m = _in_own_precision(flog_and_log1m, "log_and_log1m")
 
 
 @njit(inline="always", **SCALAR_OPTIONS)

@@ -255,8 +255,9 @@ def squared_hinge_hess(y, p, th):
 @jit
 def binary_cross_entropy_value(y, p, th):
     floor = fmath.as_type_of(-100.0, p)
-    log_p = max(fmath.log(p), floor)
-    log_q = max(fmath.log1p(-p), floor)
+    log_p, log_q = fmath.log_and_log1m(p)
+    log_p = max(log_p, floor)
+    log_q = max(log_q, floor)
     return -(y * log_p + (fmath.as_type_of(1.0, p) - y) * log_q)
 
 
