@@ -7,8 +7,7 @@ same algorithms as in ``fmath``, with float32 constants throughout (a float64
 literal would promote the arithmetic to float64):
 
 * ``exp``/``expm1``: x = k ln2 + r with |r| <= ln2/2 (1.5 * 2^23 shifter),
-  a fitted polynomial to r^6 for e^r and Taylor's to r^8 for e^r - 1, 2^k
-  built from its bits (in two halves for expm1).
+  a fitted polynomial to r^6 for e^r, 2^(k-1) built from its bits.
 * ``log``: x = 2^e m with m in [sqrt(2)/2, sqrt(2)), the FreeBSD ``e_logf.c``
   polynomial in s = (m-1)/(m+1).
 * ``log1p``: log(u) - ((u - 1) - x) / u with u = 1 + x.
@@ -51,8 +50,6 @@ _BIAS = _I(127)
 _E2, _E3, _E4, _E5, _E6 = (_F(0.4999999345108168), _F(0.1666652068322852),
                            _F(0.041668387483836236), _F(0.008368710452056177),
                            _F(0.0013814607677477865))
-_C2, _C3, _C4, _C5, _C6, _C7, _C8 = (_F(1 / 2), _F(1 / 6), _F(1 / 24), _F(1 / 120),
-                                     _F(1 / 720), _F(1 / 5040), _F(1 / 40320))
 
 # FreeBSD e_logf.c: |(log(1+s) - log(1-s))/s - Lg(s)| < 2**-34.24 on the reduced range
 _LG1 = _F(0.66666662693)
@@ -90,15 +87,6 @@ def _reduce(x):
 
 
 @njit(**SCALAR_OPTIONS)
-def _pow2_halves(t):
-    """Two normal float32 factors whose product is 2^k, k from ``_reduce``'s t."""
-    ki = _I(f32_as_i32(t) - _SHIFTER_BITS)
-    k1 = _I(ki >> _I(1))
-    k2 = _I(ki - k1)
-    return i32_as_f32(_I((k1 + _BIAS) << _I(23))), i32_as_f32(_I((k2 + _BIAS) << _I(23)))
-
-
-@njit(**SCALAR_OPTIONS)
 def exp(x):
     """e^x; 0 below e^-86.99 (2^-125.5), where it would be near or below FLT_MIN.
 
@@ -117,16 +105,17 @@ def exp(x):
 
 @njit(**SCALAR_OPTIONS)
 def expm1(x):
-    """e^x - 1, accurate near 0."""
-    xc = min(max(x, _EXPM1_LO), _EXP_HI)
+    """e^x - 1, accurate near 0: with h = 2^(k-1), e^x - 1 = 2 (p h + (h - 1/2)), p = e^r - 1.
+
+    h - 1/2 is exact while it matters (k <= 24) and the doubling is exact, so
+    k = 0 gives p itself; h stays finite up to the overflow of e^x.
+    """
+    xc = _clamp(x, _EXPM1_LO, _EXP_HI)
     t, k, r = _reduce(xc)
-    p = (((((_C8 * r + _C7) * r + _C6) * r + _C5) * r + _C4) * r + _C3) * r + _C2
+    p = (((_E6 * r + _E5) * r + _E4) * r + _E3) * r + _E2
     p = r + (r * r) * p
-    s1, s2 = _pow2_halves(t)
-    y = (p * s1) * s2 + (s1 * s2 - _ONE)
-    y = ((_ONE + p) * s1) * s2 if k > _F(25.0) else y
-    y = p if k == _ZERO else y
-    return x if x != x else y
+    h = i32_as_f32(_I((_I(f32_as_i32(t) - _SHIFTER_BITS) + _I(126)) << _I(23)))
+    return (p * h + (h - _HALF)) * _TWO
 
 
 @njit(**SCALAR_OPTIONS)
