@@ -72,6 +72,19 @@ class LossSpec:
     # compiled constant, used when a call passes that value (see backends.cpu).
     constant_param: tuple = ()
 
+    def value_in_float32(self, y_dtype, p_dtype):
+        """Whether the compiled backends compute this loss's value in float32 for these dtypes.
+
+        For float32_value losses with float32 predictions, when float32 holds the
+        targets exactly or they lie in [-1, 1] (labels, probabilities: rounding one
+        to float32 changes the loss by a float32 rounding error, and the kernels
+        check the domain on the target as given).
+        """
+        import numpy as np
+        return (self.float32_value and p_dtype == np.float32
+                and (np.can_cast(y_dtype, np.float32, "safe")
+                     or self.y_domain in ("unit", "binary", "signed_binary")))
+
     def resolve_params(self, given):
         """Validated parameters in declaration order, as a dict."""
         known = {p.name for p in self.params}

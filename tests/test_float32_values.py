@@ -4,7 +4,7 @@ Those kernels run the loss's own scalar function on float32 (y, p); these
 tests check that it stays within the float32 accuracy contract against the
 float64 reference, on both the serial and the parallel kernels, with extreme
 inputs, and that the float32 path is the one taken exactly when
-``backends.cpu.in_float32`` says so.
+``LossSpec.value_in_float32`` says so.
 """
 import numpy as np
 import pytest
@@ -37,7 +37,7 @@ def _with_extremes(name, y, p):
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 def test_float32_values_within_the_float32_contract(name, params, n, weighted, rng):
     y, p = _with_extremes(name, *sample(name, n, rng, np.float32))
-    assert cpu.in_float32(REGISTRY[name], y.dtype, p.dtype)
+    assert REGISTRY[name].value_in_float32(y.dtype, p.dtype)
     w = rng.uniform(0.0, 2.0, y.size).astype(np.float32) if weighted else None
     wr = None if w is None else w.astype(np.float64)
     loss = fl.get(name, **params)
@@ -70,8 +70,8 @@ def test_targets_outside_float32_take_the_float64_path(name, params, rng):
     loss = fl.get(name, **params)
     bounded = REGISTRY[name].y_domain in ("unit", "binary", "signed_binary")
     y_wide = y.astype(np.float64)
-    assert cpu.in_float32(REGISTRY[name], y_wide.dtype, p.dtype) == bounded
-    assert not cpu.in_float32(REGISTRY[name], y.dtype, p.astype(np.float64).dtype)
+    assert REGISTRY[name].value_in_float32(y_wide.dtype, p.dtype) == bounded
+    assert not REGISTRY[name].value_in_float32(y.dtype, np.dtype(np.float64))
     double = loss(y_wide, p.astype(np.float64), reduction="sum", backend="cpu")
     if not bounded:
         assert loss(y_wide, p, reduction="sum", backend="cpu") == double

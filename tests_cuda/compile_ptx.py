@@ -36,7 +36,7 @@ def _cases():
     from fastloss.backends.cuda import elementwise, launch, rows
     from fastloss.specs import REGISTRY
 
-    f32, f64 = np.zeros(4, np.float32), np.zeros(4)
+    f32, f64, i64 = np.zeros(4, np.float32), np.zeros(4), np.zeros(4, np.int64)
     sums, counts = np.zeros(2), np.zeros(2, np.int64)
     for name, spec in REGISTRY.items():
         theta = tuple(0.5 for _ in spec.params)
@@ -50,12 +50,18 @@ def _cases():
                 (f"{name}.value_and_grad", ks["value_and_grad"],
                  (y, p, w, 1, theta, 1.0, out, sums, counts)),
                 (f"{name}.grad_hess", ks["grad_hess"], (y, p, w, 1, theta, out, out, sums, counts)))
+        if spec.float32_value:
+            for y, w in ((f32, None), (f64, f64), (i64, f32)):
+                yield from (
+                    (f"{name}.reduce_value_f32", ks["reduce_value_f32"],
+                     (y, f32, w, 1, theta, sums, counts)),
+                    (f"{name}.value_none_f32", ks["value_none_f32"],
+                     (y, f32, w, 1, theta, f32, sums, counts)))
     yield "finish", launch.finish, (sums, counts, 2, sums)
     yield "sum_and_negatives", elementwise.sum_and_negatives, (f64, sums, counts)
     yield "copy_1d", elementwise.copy_1d, (f64, np.zeros(4, np.float16))
     yield "copy_2d", elementwise.copy_2d, (np.zeros((3, 4), np.float32).T, f32)
 
-    i64 = np.zeros(4, np.int64)
     for x in (np.zeros((4, 5), np.float32), np.zeros((4, 5))):
         cw, rw, rows_out = np.ones(5), np.ones(4), np.zeros(4)
         yield "label_check", rows.label_check, (i64, 5, -100, cw, rw, i64[:1], sums, counts)

@@ -7,7 +7,7 @@ for any number of threads, and the rounding error grows like that of blocked
 pairwise summation.  Inputs are
 read in their own dtype and computed in float64; array outputs are written
 in the output buffer's dtype.  The one exception: the values of the losses
-marked ``LossSpec.float32_value`` for float32 predictions (``in_float32``)
+marked ``LossSpec.float32_value`` for float32 predictions (``value_in_float32``)
 are computed in float32 (sixteen AVX-512 lanes instead of eight) and still
 summed in float64; value_and_grad computes its value in float64 with the
 gradient, so for these its value agrees with ``value`` to float32 accuracy.  Small inputs run a serial build of the same
@@ -206,21 +206,6 @@ def _loss_templates(name, parallel):
     return kinds
 
 
-_BOUNDED_TARGETS = ("unit", "binary", "signed_binary")
-
-
-def in_float32(spec, y_dtype, p_dtype):
-    """Whether loss ``spec`` is evaluated in float32 for these input dtypes.
-
-    For float32_value losses with float32 predictions, when float32 holds the
-    targets exactly or they lie in [-1, 1] (labels, probabilities: rounding one
-    to float32 changes the loss by a float32 rounding error, and the domain is
-    checked on the target as given).
-    """
-    return (spec.float32_value and p_dtype == np.float32
-            and (np.can_cast(y_dtype, np.float32, "safe") or spec.y_domain in _BOUNDED_TARGETS))
-
-
 def _constant_param_build(spec, value):
     """(applies(th), value with ``spec.constant_param`` compiled as a constant).
 
@@ -387,12 +372,12 @@ def _run_kernel(name, kind, size, *args):
 
 
 def reduce_value(name, y, p, w, theta):
-    kind = "reduce_value_f32" if in_float32(REGISTRY[name], y.dtype, p.dtype) else "reduce_value"
+    kind = "reduce_value_f32" if REGISTRY[name].value_in_float32(y.dtype, p.dtype) else "reduce_value"
     return _run(name, kind, y.shape[0], y, p, w, theta)
 
 
 def value_none(name, y, p, w, theta, out):
-    kind = "value_none_f32" if in_float32(REGISTRY[name], y.dtype, p.dtype) else "value_none"
+    kind = "value_none_f32" if REGISTRY[name].value_in_float32(y.dtype, p.dtype) else "value_none"
     return _run(name, kind, y.shape[0], y, p, w, theta, out)
 
 

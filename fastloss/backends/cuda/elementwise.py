@@ -7,7 +7,7 @@ formula.  Each thread walks a grid-stride loop in float64; a weight applies to
 ``inner`` consecutive elements (one weight per row of an (n, k) input).
 """
 import numpy as np
-from numba import cuda
+from numba import cuda, njit
 
 from ...kernels import scalar
 from ...specs import REGISTRY
@@ -19,39 +19,58 @@ def weight_at(w, i, inner):
     return np.float64(w[i // inner])
 
 
-def templates(name):
-    """The kernels of loss ``name``: reduce_value, value_none, grad, value_and_grad, grad_hess."""
-    value, grad, hess = scalar.scalar_functions(name)
-    spec = REGISTRY[name]
-    y_ok = scalar.DOMAIN_CHECKS[spec.y_domain]
-    p_ok = scalar.DOMAIN_CHECKS[spec.p_domain]
+def _in_float64(value):
+    @njit(inline="always")
+    def value_at(y, p, th):
+        return value(np.float64(y), np.float64(p), th)
+    return value_at
 
+
+def _in_float32(value):
+    """The value computed on float32 (y, p), for ``LossSpec.value_in_float32`` inputs:
+    the GPU's float32 units have twice the float64 ones' throughput, or more."""
+    @njit(inline="always")
+    def value_at(y, p, th):
+        return np.float64(value(np.float32(y), np.float32(p), th))
+    return value_at
+
+
+def _value_templates(value_at, y_ok, p_ok):
+    """reduce_value and value_none, with each element's value from ``value_at``."""
     @cuda.jit
     def reduce_value(y, p, w, inner, th, sums, counts):
         s = 0.0
         k = 0
         for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
-            yi = np.float64(y[i])
-            pi = np.float64(p[i])
-            v = value(yi, pi, th)
+            v = value_at(y[i], p[i], th)
             if w is not None:
                 v = v * weight_at(w, i, inner)
             s += v
-            k += not (y_ok(yi) and p_ok(pi))
+            k += not (y_ok(np.float64(y[i])) and p_ok(np.float64(p[i])))
         store_partial(s, k, sums, counts)
 
     @cuda.jit
     def value_none(y, p, w, inner, th, out, sums, counts):
         k = 0
         for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
-            yi = np.float64(y[i])
-            pi = np.float64(p[i])
-            v = value(yi, pi, th)
+            v = value_at(y[i], p[i], th)
             if w is not None:
                 v = v * weight_at(w, i, inner)
             out[i] = v
-            k += not (y_ok(yi) and p_ok(pi))
+            k += not (y_ok(np.float64(y[i])) and p_ok(np.float64(p[i])))
         store_partial(0.0, k, sums, counts)
+
+    return reduce_value, value_none
+
+
+def templates(name):
+    """The kernels of loss ``name``: reduce_value, value_none, grad, value_and_grad, grad_hess,
+    and for the float32_value losses reduce_value_f32 and value_none_f32."""
+    value, grad, hess = scalar.scalar_functions(name)
+    spec = REGISTRY[name]
+    y_ok = scalar.DOMAIN_CHECKS[spec.y_domain]
+    p_ok = scalar.DOMAIN_CHECKS[spec.p_domain]
+    reduce_value, value_none = _value_templates(_in_float64(value), y_ok, p_ok)
 
     @cuda.jit
     def grad_kernel(y, p, w, inner, th, scale, out, sums, counts):
@@ -101,8 +120,12 @@ def templates(name):
             k += not (y_ok(yi) and p_ok(pi))
         store_partial(0.0, k, sums, counts)
 
-    return {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
-            "value_and_grad": value_and_grad, "grad_hess": grad_hess}
+    kinds = {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
+             "value_and_grad": value_and_grad, "grad_hess": grad_hess}
+    if spec.float32_value:
+        kinds["reduce_value_f32"], kinds["value_none_f32"] = _value_templates(
+            _in_float32(value), y_ok, p_ok)
+    return kinds
 
 
 @cuda.jit
