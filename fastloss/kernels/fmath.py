@@ -228,7 +228,9 @@ def flog1p_unit(f):
 _ONE_MINUS_SQRT_HALF = 0.2928932188134524     # 1 - sqrt(2)/2
 
 
-@njit(**SCALAR_OPTIONS)
+# Inlined at the Numba IR level: LLVM alone leaves the call (it is two logarithms
+# long), and a call stops the loop vectorizing.
+@njit(inline="always", **SCALAR_OPTIONS)
 def flog_and_log1m(p):
     """(log p, log(1 - p)) for p in [0, 1], with two divisions where flog and flog1p take three.
 
@@ -301,7 +303,7 @@ def _in_own_precision(f64_version, name):
         from . import fmath32
         return getattr(fmath32, name)(x) if isinstance(x, np.float32) else f64_version(x)
 
-    @overload(in_own_precision, jit_options=SCALAR_OPTIONS)
+    @overload(in_own_precision, jit_options=SCALAR_OPTIONS, inline="always")
     def _typed(x):
         if x == types.float32:
             from . import fmath32

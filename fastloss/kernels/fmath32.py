@@ -170,7 +170,7 @@ def log1p_unit(f):
     return f if tiny else y
 
 
-@njit(**SCALAR_OPTIONS)
+@njit(inline="always", **SCALAR_OPTIONS)
 def log_and_log1m(p):
     """(log p, log(1 - p)) for p in [0, 1], as ``fmath.flog_and_log1m``."""
     upper = p > _HALF

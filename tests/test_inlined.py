@@ -1,0 +1,48 @@
+"""Every loss's maths is inlined into its CPU kernels.
+
+A call left in a kernel's loop (LLVM declines to inline a function past its
+size threshold) stops the loop vectorizing: the kernel still gives the right
+answer, about ten times slower.  This checks the compiled code itself, not a
+timing: no kernel calls a function of ``fastloss.kernels`` (the scalar losses
+and ``fmath``); only the Numba runtime and the kernel's own wrapper remain.
+"""
+import re
+
+import numpy as np
+import pytest
+
+from fastloss.backends import cpu
+from fastloss.specs import REGISTRY
+from .conftest import LOSS_CASES  # noqa: F401  (registers the test custom loss)
+
+KERNEL_MODULE_SYMBOL = "8fastloss7kernels"      # how Numba mangles fastloss.kernels.*
+
+
+def _example_arguments(name, kind, dtype):
+    spec = REGISTRY[name]
+    theta = tuple(p.to_float(p.default) for p in spec.params)
+    y = np.full(8, 1.0, dtype)
+    p = np.full(8, 0.5, dtype)
+    out = np.empty(8, dtype)
+    return {
+        "reduce_value": (y, p, None, theta),
+        "reduce_value_f32": (y, p, None, theta),
+        "value_none": (y, p, None, theta, out),
+        "value_none_f32": (y, p, None, theta, out),
+        "grad": (y, p, None, theta, 1.0, out),
+        "value_and_grad": (y, p, None, theta, 1.0, out),
+        "grad_hess": (y, p, None, theta, out, out),
+    }[kind]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_no_calls_to_loss_maths_remain_in_the_kernels(name):
+    kernels = cpu._loss_templates(name, parallel=False)     # fresh: cached code cannot be inspected
+    for kind, kernel in kernels.items():
+        dtypes = [np.float32] if kind.endswith("_f32") else [np.float32, np.float64]
+        for dtype in dtypes:
+            kernel(*_example_arguments(name, kind, dtype))
+        for signature, ir in kernel.inspect_llvm().items():
+            called = set(re.findall(r'call [^@\n]*@"?([\w.$]+)', ir))
+            left = sorted(c for c in called if KERNEL_MODULE_SYMBOL in c)
+            assert not left, f"{name}.{kind}{signature}: calls {left}"
