@@ -225,27 +225,6 @@ def flog1p_unit(f):
     return _log_kernel(1.0 if big else 0.0, (f - 1.0) * 0.5 if big else f)
 
 
-_ONE_MINUS_SQRT_HALF = 0.2928932188134524     # 1 - sqrt(2)/2
-
-
-# Inlined at the Numba IR level: LLVM alone leaves the call (it is two logarithms
-# long), and a call stops the loop vectorizing.
-@njit(inline="always", **SCALAR_OPTIONS)
-def flog_and_log1m(p):
-    """(log p, log(1 - p)) for p in [0, 1], with two divisions where flog and flog1p take three.
-
-    s = min(p, 1 - p) is exact (1 - p is, for p >= 1/2); log(1 - s) for s in
-    [0, 1/2] is the fdlibm kernel on -s, or on 1 - 2s at exponent -1, both exact
-    arguments inside its range; only log s needs the exponent extracted.
-    """
-    upper = p > 0.5
-    s = 1.0 - p if upper else p
-    log_s = flog(s)
-    mid = s > _ONE_MINUS_SQRT_HALF
-    log_rest = _log_kernel(-1.0 if mid else 0.0, 1.0 - (s + s) if mid else -s)
-    return (log_rest, log_s) if upper else (log_s, log_rest)
-
-
 def exp_in_precision_of(x, like):
     """e^x (x float64) computed in the precision of ``like``'s type; returns float64.
 
@@ -321,7 +300,40 @@ expm1 = _in_own_precision(fexpm1, "expm1")
 log = _in_own_precision(flog, "log")
 log1p = _in_own_precision(flog1p, "log1p")
 log1p_unit = _in_own_precision(flog1p_unit, "log1p_unit")
-log_and_log1m = _in_own_precision(flog_and_log1m, "log_and_log1m")
+_ONE_MINUS_SQRT_HALF = 0.2928932188134524     # 1 - sqrt(2)/2
+
+
+def log_kernel(k, f):
+    """k log 2 + log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1], in f's own float type."""
+    from . import fmath32
+    return fmath32._log_kernel(k, f) if isinstance(f, np.float32) else _log_kernel(k, f)
+
+
+@overload(log_kernel, jit_options=SCALAR_OPTIONS, inline="always")
+def _log_kernel_typed(k, f):
+    if f == types.float32:
+        from . import fmath32
+        return lambda k, f: fmath32._log_kernel(k, f)
+    return lambda k, f: _log_kernel(k, f)
+
+
+@njit(inline="always", **SCALAR_OPTIONS)
+def log_and_log1m(p):
+    """(log p, log(1 - p)) for p in [0, 1], in p's float type, with two divisions where
+    log and log1p take three.
+
+    s = min(p, 1 - p) is exact (1 - p is, for p >= 1/2); log(1 - s) for s in
+    [0, 1/2] is the fdlibm kernel on -s, or on 1 - 2s at exponent -1, both exact
+    arguments inside its range; only log s needs the exponent extracted.
+    """
+    one = as_type_of(1.0, p)
+    zero = as_type_of(0.0, p)
+    upper = p > as_type_of(0.5, p)
+    s = one - p if upper else p
+    log_s = log(s)
+    mid = s > as_type_of(_ONE_MINUS_SQRT_HALF, p)
+    log_rest = log_kernel(-one if mid else zero, one - (s + s) if mid else -s)
+    return (log_rest, log_s) if upper else (log_s, log_rest)
 
 
 @njit(inline="always", **SCALAR_OPTIONS)

@@ -12,7 +12,6 @@ literal would promote the arithmetic to float64):
   polynomial in s = (m-1)/(m+1).
 * ``log1p``: log(u) - ((u - 1) - x) / u with u = 1 + x.
 * ``log1p_unit``: log(1 + f) for f in [0, 1] with one division.
-* ``log_and_log1m``: (log p, log(1 - p)) for p in [0, 1] with two divisions.
 
 Each is within 2 ulp of the correctly rounded result over the whole float32
 range, special values included (tests/test_fmath32.py), except that ``exp``
@@ -63,7 +62,6 @@ _TWO25 = _F(33554432.0)
 _SQRT2 = _F(1.4142135623730951)
 _SQRT2_M1 = _F(0.41421356237309503)
 _TINY_ARG = _F(2.0 ** -26)
-_ONE_MINUS_SQRT_HALF = _F(0.2928932188134524)
 _MANTISSA = _I(0x007FFFFF)
 _ONE_BITS = _I(0x3F800000)
 _EXP_MASK = _I(0xFF)
@@ -168,14 +166,3 @@ def log1p_unit(f):
     tiny = f < _TINY_ARG
     y = _log_kernel(_ONE if big else _ZERO, (f - _ONE) * _HALF if big else (_ZERO if tiny else f))
     return f if tiny else y
-
-
-@njit(inline="always", **SCALAR_OPTIONS)
-def log_and_log1m(p):
-    """(log p, log(1 - p)) for p in [0, 1], as ``fmath.flog_and_log1m``."""
-    upper = p > _HALF
-    s = _ONE - p if upper else p
-    log_s = log(s)
-    mid = s > _ONE_MINUS_SQRT_HALF
-    log_rest = _log_kernel(-_ONE if mid else _ZERO, _ONE - (s + s) if mid else -s)
-    return (log_rest, log_s) if upper else (log_s, log_rest)
