@@ -97,3 +97,23 @@ def test_constant_gamma_build_matches_the_general_one(rng):
     expected = fl.sigmoid_focal(y.astype(np.float64), p.astype(np.float64), gamma=2.0,
                                 reduction="none", backend="numpy")
     assert_close(at_two, expected, np.float32, "gamma = 2")
+
+
+@float32_case
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_inputs_outside_the_domain_are_counted_in_the_float32_kernels(name, params, reduction, rng):
+    spec = REGISTRY[name]
+    y, p = sample(name, cpu.PARALLEL_MIN_SIZE + 4097, rng, np.float32)
+    bad = {"unit": 1.5, "binary": 0.5, "signed_binary": 0.5, "nonneg": -1.0}
+    cases = []
+    if spec.y_domain in bad:
+        cases.append(("y_true", y.copy(), p, bad[spec.y_domain]))
+    if spec.p_domain in bad:
+        cases.append(("y_pred", y, p.copy(), bad[spec.p_domain]))
+    if not cases:
+        pytest.skip(f"{name} accepts any real input")
+    for argument, yy, pp, value in cases:
+        target = yy if argument == "y_true" else pp
+        target[-3] = value                     # in the last, partial block
+        with pytest.raises(ValueError, match=argument):
+            fl.get(name, **params)(yy, pp, reduction=reduction, backend="cpu")

@@ -21,6 +21,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 from numba.cpython.unsafe.tuple import tuple_setitem
+from numba.extending import overload
+from numba.np.numpy_support import as_dtype
 
 from .. import _config
 from .. import _validation as arrays  # noqa: F401  (host arrays in, host arrays out)
@@ -235,24 +237,43 @@ def _never(th):
     return False
 
 
+def _checked(v):
+    raise NotImplementedError("for use inside Numba-compiled code")
+
+
+@overload(_checked, inline="always")
+def _checked_typed(v):
+    """A target as the float32 kernels check its domain: as float32 where that is
+    exact (a 64-bit comparison would halve the vector width), else as given."""
+    if np.can_cast(as_dtype(v), np.float32, "safe"):
+        return lambda v: np.float32(v)
+    return lambda v: v
+
+
 def _float32_value_templates(spec, value, y_ok, p_ok, parallel):
     """reduce_value and value_none evaluating the loss on float32 (y, p).
 
-    A first loop writes a block's values in float32 (to a buffer, or to ``out``);
-    a second one applies the weights, sums in float64 and counts inputs outside
-    the loss's domain: any 64-bit operation (a float64 or an int64 count) in the
-    first loop would make LLVM vectorize it eight lanes wide instead of sixteen.
+    A first loop writes a block's values in float32 (to a buffer, or to ``out``)
+    and counts the inputs outside the loss's domain, in a float32 count (exact:
+    a block has 4096 elements) on the inputs as given; a second loop applies
+    the weights and sums in float64.  Any 64-bit operation (a float64, an int64
+    count) in the first loop would make LLVM vectorize it eight lanes wide
+    instead of sixteen.
     """
     use_constant, value_at_constant = _constant_param_build(spec, value)
 
     @njit(inline="always", **KERNEL_OPTIONS)
     def fill(y, p, th, lo, hi, dest, dest_lo):
+        bad = np.float32(0.0)
         if use_constant(th):
             for i in range(lo, hi):
                 dest[i - dest_lo] = value_at_constant(np.float32(y[i]), p[i], th)
+                bad = _add(bad, np.float32(not (y_ok(_checked(y[i])) and p_ok(p[i]))))
         else:
             for i in range(lo, hi):
                 dest[i - dest_lo] = value(np.float32(y[i]), p[i], th)
+                bad = _add(bad, np.float32(not (y_ok(_checked(y[i])) and p_ok(p[i]))))
+        return np.int64(bad)
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def reduce_value_f32(y, p, w, th):
@@ -264,17 +285,14 @@ def _float32_value_templates(spec, value, y_ok, p_ok, parallel):
             lo = _lo(b)
             hi = _hi(b, n)
             values = np.empty(BLOCK, np.float32)
-            fill(y, p, th, lo, hi, values, lo)
+            bad[b] = fill(y, p, th, lo, hi, values, lo)
             s = 0.0
-            k = 0
             for i in range(lo, hi):
                 v = np.float64(values[i - lo])
                 if w is not None:
                     v = v * np.float64(w[i])
                 s = _add(s, v)
-                k += not (y_ok(np.float64(y[i])) and p_ok(p[i]))
             sums[b] = s
-            bad[b] = k
         return _sum_in_order(sums), bad.sum()
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
@@ -285,13 +303,10 @@ def _float32_value_templates(spec, value, y_ok, p_ok, parallel):
         for b in prange(nb):
             lo = _lo(b)
             hi = _hi(b, n)
-            fill(y, p, th, lo, hi, out, np.uint64(0))
-            k = 0
-            for i in range(lo, hi):
-                if w is not None:
+            bad[b] = fill(y, p, th, lo, hi, out, np.uint64(0))
+            if w is not None:
+                for i in range(lo, hi):
                     out[i] = out[i] * w[i]
-                k += not (y_ok(np.float64(y[i])) and p_ok(p[i]))
-            bad[b] = k
         return bad.sum()
 
     return {"reduce_value_f32": reduce_value_f32, "value_none_f32": value_none_f32}
