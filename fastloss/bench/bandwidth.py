@@ -94,3 +94,10 @@ def measure(n=1 << 26, repeats=3, max_threads=None):
     read = max(gbs for label, _, gbs in detail if label.startswith("read"))
     read_write = max(gbs for label, _, gbs in detail if "write" in label)
     return {"read": read, "read_write": read_write, "detail": detail}
+
+
+def best_of(*measurements):
+    """The better of several ``measure`` results (each rate's maximum, all the detail)."""
+    return {"read": max(m["read"] for m in measurements),
+            "read_write": max(m["read_write"] for m in measurements),
+            "detail": [d for m in measurements for d in m["detail"]]}
