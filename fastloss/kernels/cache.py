@@ -29,6 +29,9 @@ def source_digest():
                 if name.endswith(".py"):
                     with open(os.path.join(folder, name), "rb") as f:
                         h.update(name.encode() + b"\0" + f.read())
+        # the specs too: kernels close over a spec's parameter order and constants
+        with open(os.path.join(root, "specs.py"), "rb") as f:
+            h.update(b"specs.py\0" + f.read())
         _SOURCE_DIGEST = h.hexdigest()
     return _SOURCE_DIGEST
 
