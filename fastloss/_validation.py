@@ -5,7 +5,8 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 class Prepared:
-    """Inputs as flat, C-contiguous arrays of native float32 or float64."""
+    """Inputs as flat, C-contiguous, native-order arrays: float32 or float64, and y_true
+    also bool or a small integer type."""
 
     __slots__ = ("y", "p", "w", "shape", "size", "out_dtype", "kernel_dtype")
 
@@ -50,6 +51,15 @@ def _float_kind(dtype):
     return np.dtype(np.float64)
 
 
+def _target_kind(dtype, kernel_dtype):
+    """The dtype kernels read y_true in: bools and integers of up to 16 bits as they are
+    (labels; converting them would cost a pass over memory), other integers as the
+    predictions' kernel dtype, floats as float32 or float64."""
+    if dtype.kind in "biu" and dtype.itemsize <= 2:
+        return dtype.newbyteorder("=")
+    return _float_kind(dtype) if dtype.kind == "f" else kernel_dtype
+
+
 def result_dtype(p_dtype):
     """Array outputs take y_pred's floating dtype; anything else becomes float64."""
     if p_dtype.kind == "f" and p_dtype.itemsize in (2, 4, 8):
@@ -87,8 +97,7 @@ def prepare(y_true, y_pred, sample_weight):
         out.out_dtype = result_dtype(p.dtype)
         out.kernel_dtype = _float_kind(p.dtype)
         out.p = _kernel_view(p, out.kernel_dtype)
-        y_dtype = _float_kind(y.dtype) if y.dtype.kind == "f" else out.kernel_dtype
-        out.y = _kernel_view(y, y_dtype)
+        out.y = _kernel_view(y, _target_kind(y.dtype, out.kernel_dtype))
     out.w = (None if sample_weight is None
              else _prepare_weight(sample_weight, out.shape, out.kernel_dtype))
     return out
