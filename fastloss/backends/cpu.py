@@ -10,9 +10,9 @@ in the output buffer's dtype.  The one exception: the values of the losses
 marked ``LossSpec.float32_value`` for float32 predictions (``value_in_float32``)
 are computed in float32 (sixteen AVX-512 lanes instead of eight) and still
 summed in float64; value_and_grad computes its value in float64 with the
-gradient, so for these its value agrees with ``value`` to float32 accuracy.  Small inputs run a serial build of the same
-template (``PARALLEL_MIN_SIZE``), since starting threads costs more there; the
-choice depends on the size only, and the two builds agree to the last bit or two
+gradient, so for these its value agrees with ``value`` to float32 accuracy.
+Small inputs run a serial build of the same template (``PARALLEL_MIN_SIZE``),
+since starting threads costs more there; the choice depends on the size only, and the two builds agree to the last bit or two
 (LLVM may vectorize them differently).
 """
 import threading
