@@ -68,8 +68,8 @@ class LossSpec:
     # the float32 accuracy contract; twice the vector lanes of float64): set for the
     # transcendental losses whose scalar value function is written for either precision.
     float32_value: bool = False
-    # (param, value): the float32 value kernels are also built with this parameter as a
-    # compiled constant, used when a call passes that value (see backends.cpu).
+    # (param, value): the CPU kernels are also built with this parameter as a compiled
+    # constant, used when a call passes that value (its default, usually; see backends.cpu).
     constant_param: tuple = ()
 
     def value_in_float32(self, y_dtype, p_dtype):

@@ -8,6 +8,7 @@ from fastloss.kernels import fmath, fmath32
 TINY = np.finfo(np.float32).tiny
 CASES = {
     "exp": (fmath32.exp, np.exp),
+    "exp_nonpositive": (fmath32.exp_nonpositive, np.exp),   # its domain: x <= 0
     "expm1": (fmath32.expm1, np.expm1),
     "log": (fmath32.log, np.log),
     "log1p": (fmath32.log1p, np.log1p),
@@ -20,6 +21,10 @@ SPECIALS = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 2.0, 0.5, 1e-38, 1e-4
 
 
 def _inputs(name, rng):
+    if name == "exp_nonpositive":
+        x = np.concatenate([rng.uniform(-110, 0, 200_000), rng.uniform(-1e-4, 0, 10_000),
+                            [s for s in SPECIALS if not s > 0]]).astype(np.float32)
+        return x
     if name in ("exp", "expm1"):
         parts = [rng.uniform(-110, 90, 200_000), rng.uniform(-1, 1, 50_000),
                  rng.uniform(-1e-4, 1e-4, 10_000)]
@@ -55,7 +60,7 @@ def test_within_two_ulp_of_the_exact_value(name):
     assert out.dtype == np.float32
     with np.errstate(all="ignore"):
         exact = ref(x.astype(np.float64))
-        if name == "exp":       # flushes results near or below FLT_MIN to 0
+        if name in ("exp", "exp_nonpositive"):      # flush results near or below FLT_MIN to 0
             exact[x < np.float32(-125.5 * np.log(2))] = 0.0
         rounded = exact.astype(np.float32)
     assert np.array_equal(np.isnan(out), np.isnan(exact))

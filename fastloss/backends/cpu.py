@@ -32,6 +32,10 @@ from ..specs import REGISTRY
 _config.choose_fork_safe_threading_layer()
 
 BLOCK = 4096
+# Suffix of the kinds of kernel built at a loss's constant_param.
+CONSTANT = "@constant"
+_ZERO32 = np.float32(0.0)
+_ONE32 = np.float32(1.0)
 PARALLEL_MIN_SIZE = 1 << 16
 # The kernels are compiled without fast-math: the scalar maths is inlined into
 # them at the Numba IR level and would take the kernel's flags, and its stable
@@ -91,9 +95,28 @@ def _weight_template(parallel):
 
 
 def _loss_templates(name, parallel):
-    """The five kernels of loss ``name``, as jitted closures over its scalar maths."""
-    value, grad, hess = scalar.scalar_functions(name)
+    """The kernels of loss ``name``, as jitted closures over its scalar maths.
+
+    A loss with a ``constant_param`` also gets each kernel built with that
+    parameter compiled in (kinds ending in ``CONSTANT``), used when a call passes
+    that value: branches on the parameter then fold away (sigmoid_focal at
+    gamma = 2 needs no general power, kl_div without log targets no
+    exponential), where a vectorized loop would compute both sides of every
+    such branch for every element.  Like every kernel, each is compiled on its
+    first call.
+    """
     spec = REGISTRY[name]
+    functions = scalar.scalar_functions(name)
+    kinds = _templates(spec, *functions, parallel)
+    if spec.constant_param:
+        at_constant = [_at_constant(spec, f) for f in functions]
+        kinds.update({kind + CONSTANT: kernel
+                      for kind, kernel in _templates(spec, *at_constant, parallel).items()})
+    return kinds
+
+
+def _templates(spec, value, grad, hess, parallel):
+    """The kernels of one loss from its scalar (value, grad, hess)."""
     y_ok = scalar.DOMAIN_CHECKS[spec.y_domain]
     p_ok = scalar.DOMAIN_CHECKS[spec.p_domain]
 
@@ -208,33 +231,25 @@ def _loss_templates(name, parallel):
     return kinds
 
 
-def _constant_param_build(spec, value):
-    """(applies(th), value with ``spec.constant_param`` compiled as a constant).
-
-    Branches on that parameter then fold away: sigmoid_focal at gamma = 2 needs
-    no second exponential, which a vectorized loop would otherwise compute for
-    every element and discard.
-    """
-    if not spec.constant_param:
-        return _never, value
+def _at_constant(spec, f):
+    """Scalar function ``f`` with ``spec.constant_param`` compiled in as a constant."""
     name, constant = spec.constant_param
     index = [p.name for p in spec.params].index(name)
     constant = float(constant)
 
     @njit(inline="always")
-    def applies(th):
-        return th[index] == constant
+    def at_constant(y, p, th):
+        return f(y, p, tuple_setitem(th, index, constant))
 
-    @njit(inline="always")
-    def value_at_constant(y, p, th):
-        return value(y, p, tuple_setitem(th, index, constant))
-
-    return applies, value_at_constant
+    return at_constant
 
 
-@njit(inline="always")
-def _never(th):
-    return False
+def constant_applies(spec, theta):
+    """Whether a call with parameters ``theta`` runs the kernels built at the constant."""
+    if not spec.constant_param:
+        return False
+    name, constant = spec.constant_param
+    return theta[[p.name for p in spec.params].index(name)] == float(constant)
 
 
 def _checked(v):
@@ -260,19 +275,12 @@ def _float32_value_templates(spec, value, y_ok, p_ok, parallel):
     count) in the first loop would make LLVM vectorize it eight lanes wide
     instead of sixteen.
     """
-    use_constant, value_at_constant = _constant_param_build(spec, value)
-
     @njit(inline="always", **KERNEL_OPTIONS)
     def fill(y, p, th, lo, hi, dest, dest_lo):
-        bad = np.float32(0.0)
-        if use_constant(th):
-            for i in range(lo, hi):
-                dest[i - dest_lo] = value_at_constant(np.float32(y[i]), p[i], th)
-                bad = _add(bad, np.float32(not (y_ok(_checked(y[i])) and p_ok(p[i]))))
-        else:
-            for i in range(lo, hi):
-                dest[i - dest_lo] = value(np.float32(y[i]), p[i], th)
-                bad = _add(bad, np.float32(not (y_ok(_checked(y[i])) and p_ok(p[i]))))
+        bad = _ZERO32
+        for i in range(lo, hi):
+            dest[i - dest_lo] = value(np.float32(y[i]), p[i], th)
+            bad = _add(bad, _ZERO32 if y_ok(_checked(y[i])) and p_ok(p[i]) else _ONE32)
         return np.int64(bad)
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
@@ -386,26 +394,33 @@ def _run_kernel(name, kind, size, *args):
     return result
 
 
+def _kind(name, kind, theta, y=None, p=None):
+    """The kernel kind for these parameters (and for the float32 value kernels, dtypes)."""
+    spec = REGISTRY[name]
+    if y is not None and spec.value_in_float32(y.dtype, p.dtype):
+        kind += "_f32"
+    return kind + CONSTANT if constant_applies(spec, theta) else kind
+
+
 def reduce_value(name, y, p, w, theta):
-    kind = "reduce_value_f32" if REGISTRY[name].value_in_float32(y.dtype, p.dtype) else "reduce_value"
-    return _run(name, kind, y.shape[0], y, p, w, theta)
+    return _run(name, _kind(name, "reduce_value", theta, y, p), y.shape[0], y, p, w, theta)
 
 
 def value_none(name, y, p, w, theta, out):
-    kind = "value_none_f32" if REGISTRY[name].value_in_float32(y.dtype, p.dtype) else "value_none"
-    return _run(name, kind, y.shape[0], y, p, w, theta, out)
+    return _run(name, _kind(name, "value_none", theta, y, p), y.shape[0], y, p, w, theta, out)
 
 
 def grad(name, y, p, w, theta, scale, out):
-    return _run(name, "grad", y.shape[0], y, p, w, theta, float(scale), out)
+    return _run(name, _kind(name, "grad", theta), y.shape[0], y, p, w, theta, float(scale), out)
 
 
 def value_and_grad(name, y, p, w, theta, scale, out):
-    return _run(name, "value_and_grad", y.shape[0], y, p, w, theta, float(scale), out)
+    return _run(name, _kind(name, "value_and_grad", theta), y.shape[0],
+                y, p, w, theta, float(scale), out)
 
 
 def grad_hess(name, y, p, w, theta, gout, hout):
-    return _run(name, "grad_hess", y.shape[0], y, p, w, theta, gout, hout)
+    return _run(name, _kind(name, "grad_hess", theta), y.shape[0], y, p, w, theta, gout, hout)
 
 
 def weight_stats(w):

@@ -277,7 +277,7 @@ def binary_cross_entropy_with_logits_value(y, x, th):
     one = fmath.as_type_of(1.0, x)
     pw = fmath.as_type_of(th[0], x)
     lw = one + (pw - one) * y
-    tail = fmath.log1p_unit(fmath.exp(-abs(x)))      # log(1 + e^-|x|)
+    tail = fmath.log1p_unit(fmath.exp_nonpositive(-abs(x)))      # log(1 + e^-|x|)
     linear = (one - y) * x if x >= 0.0 else -pw * y * x
     return linear + lw * tail
 
@@ -299,7 +299,7 @@ def _focal_terms(y, x, th):
     """alpha_t, ce = -log p_t, p_t, q = 1 - p_t and q^gamma for a binary label, in x's type."""
     one = fmath.as_type_of(1.0, x)
     alpha, gamma = fmath.as_type_of(th[0], x), fmath.as_type_of(th[1], x)
-    e = fmath.exp(-abs(x))
+    e = fmath.exp_nonpositive(-abs(x))
     tail = fmath.log1p_unit(e)
     big = one / (one + e)                 # sigmoid(|x|)
     small = e * big                       # sigmoid(-|x|)
@@ -311,7 +311,7 @@ def _focal_terms(y, x, th):
     p_t = big if agree else small
     q = small if agree else big
     # gamma = 2 (the default) as a product: no second exponential
-    q_gamma = q * q if gamma == 2.0 else (fmath.exp(gamma * log_q) if gamma != 0.0 else one)
+    q_gamma = q * q if gamma == 2.0 else (fmath.exp_nonpositive(gamma * log_q) if gamma != 0.0 else one)
     alpha_t = (alpha if positive else one - alpha) if alpha >= 0.0 else one
     return alpha_t, ce, p_t, q, q_gamma
 
