@@ -174,3 +174,38 @@ def test_parallel_rows_are_deterministic(rng):
         results.append(loss.value_and_grad(labels, x))
     assert results[0][0] == results[1][0]
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [1, 255, 256, 257, 511, 512, 1000, 1536])
+def test_rows_across_chunks_wherever_the_maximum_lies(dtype, C, rng):
+    """The row kernel reads a row in chunks of ``CHUNK`` and takes the next chunk's
+    maximum while summing the current one: the maximum in the first, a middle or
+    the last (shorter) chunk, or rising through the row, gives the same loss."""
+    from fastloss.kernels.softmax import CHUNK
+    assert CHUNK == 256                          # the sizes above straddle its multiples
+    x = rng.normal(size=(6, C)).astype(dtype)
+    for row, at in enumerate([0, C // 2, C - 1, min(C - 1, 300)]):
+        x[row, at] += 40.0                       # one dominant class: a tiny loss
+    x[4] = np.linspace(-30, 30, C)               # a rising row: a new maximum in every chunk
+    labels = np.array([0, C // 2, C - 1, min(C - 1, 300), C - 1, 0])
+    z = x.astype(np.float64)
+    lse = z.max(1) + np.log(np.exp(z - z.max(1, keepdims=True)).sum(1))
+    expected = lse - z[np.arange(6), labels]
+    got = fl.cross_entropy(labels, x, reduction="none")
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", [0, 255, 256, 700, 999])
+def test_a_nan_logit_makes_its_row_nan_in_any_chunk(dtype, where, rng):
+    x = rng.normal(size=(3, 1000)).astype(dtype)
+    x[0, where] = np.nan
+    x[1, where] = -np.nan                        # the sign bit set: orders below -inf
+    x[2, where] = np.inf
+    loss = fl.cross_entropy(np.array([1, 1, 1]), x, reduction="none")
+    assert np.isnan(loss[0]) and np.isnan(loss[1])
+    assert np.isnan(loss[2]) or np.isinf(loss[2])
+    clean = fl.cross_entropy(np.array([1]), x[:1, np.arange(1000) != where], reduction="none")
+    assert np.isfinite(clean).all()

@@ -83,18 +83,38 @@ def test_sigmoid_pair_sums_to_one_and_is_accurate_in_the_tails():
 
 
 @njit
+def _keys(a):
+    out = np.empty(a.shape[0], np.int64)
+    back = np.empty_like(a)
+    for i in range(a.shape[0]):
+        k = fmath.order_key(a[i])
+        out[i] = k
+        back[i] = fmath.from_order_key(k)
+    return out, back
+
+
+@njit
 def _max_of(a):
-    m = a[0]
+    k = fmath.order_key(a[0])
     for v in a:
-        m = fmath.maxnum(m, v)
-    return m
+        k = max(k, fmath.order_key(v))
+    return fmath.from_order_key(k)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_maxnum_is_numpy_fmax(dtype):
+def test_order_keys_order_like_the_floats(dtype):
     rng = np.random.default_rng(0)
-    a = rng.standard_normal(1001).astype(dtype)
-    assert _max_of(a) == a.max()
-    b = np.array([np.nan, -np.inf, 3.0, np.nan, -1.0], dtype)
-    assert _max_of(b) == np.fmax.reduce(b) == 3.0          # NaN operands are skipped
-    assert np.isnan(_max_of(np.full(3, np.nan, dtype)))
+    info = np.finfo(dtype)
+    span = 0.99 * np.log(info.max)
+    a = np.concatenate([rng.standard_normal(1000), -np.exp(rng.uniform(-span, span, 500)),
+                        np.exp(rng.uniform(-span, span, 500)),
+                        [0.0, -0.0, np.inf, -np.inf, info.max, -info.max, info.tiny, -info.tiny,
+                         info.smallest_subnormal, -info.smallest_subnormal]]).astype(dtype)
+    keys, back = _keys(a)
+    assert np.array_equal(back.view(np.uint8), a.view(np.uint8))       # bit for bit, -0.0 too
+    order = np.argsort(keys, kind="stable")
+    assert np.all(np.diff(a[order]) >= 0)                                 # sorted as floats
+    assert _max_of(a) == a.max() and _max_of(a[:1000]) == a[:1000].max()
+    nan = np.array([1.0, np.nan, 3.0], dtype)
+    assert np.isnan(_max_of(nan))                     # a NaN with its sign bit clear is the maximum
+    assert _max_of(-nan) == -1.0                      # with its sign bit set, the minimum

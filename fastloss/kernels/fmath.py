@@ -258,20 +258,40 @@ def _exp_in_precision_of(x, like):
     return lambda x, like: fexp(x)
 
 
-@intrinsic
-def maxnum(typingctx, a, b):
-    """LLVM's maxnum (the larger of two floats; a NaN operand gives the other).
+def order_key(v):
+    """An integer that orders like the float v: its bits, the magnitude bits flipped
+    for negative v.  A maximum over keys is an integer reduction, which LLVM
+    vectorizes in any loop (a float maxnum reduction only with no-NaN flags, and
+    not beside another reduction).  NaN orders above +inf, or below -inf with
+    its sign bit set."""
+    raise NotImplementedError("for use inside Numba-compiled code")
 
-    Unlike a compare-and-select, LLVM vectorizes a maxnum reduction loop.
-    """
-    if a != b or not isinstance(a, types.Float):
-        return None
 
-    def codegen(context, builder, signature, args):
-        lty = context.get_value_type(a)
-        fn = builder.module.declare_intrinsic("llvm.maxnum", [lty], ir.FunctionType(lty, [lty, lty]))
-        return builder.call(fn, args)
-    return a(a, b), codegen
+def from_order_key(k):
+    """The float whose ``order_key`` is k (the key's own float type)."""
+    raise NotImplementedError("for use inside Numba-compiled code")
+
+
+@overload(order_key, jit_options=SCALAR_OPTIONS, inline="always")
+def _order_key(v):
+    if v == types.float32:
+        def key32(v):
+            b = f32_as_i32(v)
+            return np.int32(b ^ np.int32((b >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+        return key32
+    if v == types.float64:
+        def key64(v):
+            b = f64_as_i64(v)
+            return b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)
+        return key64
+
+
+@overload(from_order_key, jit_options=SCALAR_OPTIONS, inline="always")
+def _from_order_key(k):
+    if k == types.int32:
+        return lambda k: i32_as_f32(np.int32(k ^ np.int32((k >> np.int32(31)) & np.int32(0x7FFFFFFF))))
+    if k == types.int64:
+        return lambda k: i64_as_f64(k ^ ((k >> 63) & 0x7FFFFFFFFFFFFFFF))
 
 
 def _in_own_precision(f64_version, name):

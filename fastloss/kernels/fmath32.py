@@ -1,21 +1,24 @@
 """Branch-free float32 exp, expm1, log, log1p and log1p on [0, 1], computed in float32.
 
 The float64 versions (``fmath``) run eight lanes of an AVX-512 register; these
-run sixteen, with shorter polynomials, which is what makes the transcendental
-losses' values on float32 data memory-bound rather than compute-bound.  The
-same algorithms as in ``fmath``, with float32 constants throughout (a float64
-literal would promote the arithmetic to float64):
+run sixteen, with shorter polynomials and no division, which is what makes
+the transcendental losses' values on float32 data close to memory-bound.
+Float32 constants throughout (a float64 literal would promote the arithmetic
+to float64); polynomials fitted for the least maximum relative error, each
+coefficient refitted after the previous ones were rounded to float32:
 
-* ``exp``/``expm1``: x = k ln2 + r with |r| <= ln2/2 (1.5 * 2^23 shifter),
-  a fitted polynomial to r^6 for e^r, 2^(k-1) built from its bits.
-* ``log``: x = 2^e m with m in [sqrt(2)/2, sqrt(2)), the FreeBSD ``e_logf.c``
-  polynomial in s = (m-1)/(m+1).
+* ``exp``: x = k ln2 + r with |r| <= ln2/2 (1.5 * 2^23 shifter), 2 e^r by
+  Horner, times 2^(k-1) built from its bits; ``exp_nonpositive`` the same for
+  x <= 0 with one clamp fewer.  ``expm1``: e^r - 1 to r^6 and 2^(k-1).
+* ``log``: x = 2^e m with m in [sqrt(2)/2, sqrt(2)), log(1 + f) = f + f^2 Q(f)
+  for f = m - 1 (Q of degree 7).
 * ``log1p``: log(u) - ((u - 1) - x) / u with u = 1 + x.
-* ``log1p_unit``: log(1 + f) for f in [0, 1], a polynomial fitted on the whole interval.
+* ``log1p_unit``: log(1 + f) for f in [0, 1] as f + f^2 Q(f), Q of degree 8
+  fitted on the whole interval (no exponent to extract).
 
 Each is within 2 ulp of the correctly rounded result over the whole float32
 range, special values included (tests/test_fmath32.py), except that ``exp``
-flushes results below 2^-125.5 to 0: producing subnormals is slow.  Integer steps use
+(and ``exp_nonpositive``) flushes results below 2^-125.5 to 0: producing subnormals is slow.  Integer steps use
 int32 values (Numba widens integer arithmetic to int64; the explicit int32
 conversions let LLVM narrow it back) so that no 64-bit value halves the vector
 width.

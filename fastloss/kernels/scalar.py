@@ -311,7 +311,8 @@ def _focal_terms(y, x, th):
     p_t = big if agree else small
     q = small if agree else big
     # gamma = 2 (the default) as a product: no second exponential
-    q_gamma = q * q if gamma == 2.0 else (fmath.exp_nonpositive(gamma * log_q) if gamma != 0.0 else one)
+    q_gamma = q * q if gamma == 2.0 else (fmath.exp_nonpositive(gamma * log_q)
+                                          if gamma != 0.0 else one)
     alpha_t = (alpha if positive else one - alpha) if alpha >= 0.0 else one
     return alpha_t, ce, p_t, q, q_gamma
 

@@ -66,21 +66,25 @@ def _logit(x, i, j, cap):
 def _chunk_max(x, i, lo, hi, cap):
     """max of the (capped) logits x[i, lo:hi], lo < hi, in the logits' precision.
 
-    A maxnum reduction, which LLVM vectorizes (a compare-and-select one it does
-    not).  maxnum skips NaN; a NaN logit still makes the row's sum, and so its
-    loss, NaN.
+    A maximum of ``fmath.order_key``s.  A NaN with its sign bit clear is the
+    maximum; one with the sign bit set is skipped, but still makes the row's
+    sum, and so its loss, NaN.
     """
-    m = _logit(x, i, lo, cap)
+    k = fmath.order_key(_logit(x, i, lo, cap))
     for j in range(np.uint64(lo), np.uint64(hi)):
-        m = fmath.maxnum(m, _logit(x, i, j, cap))
-    return np.float64(m)
+        k = max(k, fmath.order_key(_logit(x, i, j, cap)))
+    return np.float64(fmath.from_order_key(k))
 
 
 @njit(**_OPTIONS)
 def _row_max_sum(x, i, cap):
     """(m, s) with log sum_j exp(x_ij) = m + log s, m the row's maximum.
 
-    By chunks: one rescale of the running sum per chunk.
+    By chunks: one rescale of the running sum per chunk.  The loop that sums a
+    chunk's exponentials also takes the maximum of the next chunk (when it is
+    as long), so the row streams from memory while the exponentials are
+    computed: with a separate maximum pass per chunk, the memory stream and
+    the arithmetic alternated.
     For float32 logits the differences and exponentials are float32 (the
     maximum is one of the logits, so x - max is exact near it); the sums are
     float64.
@@ -88,12 +92,15 @@ def _row_max_sum(x, i, cap):
     C = x.shape[1]
     m = -np.inf
     s = 0.0
+    cm = _chunk_max(x, i, 0, min(C, CHUNK), cap)
     for lo in range(0, C, CHUNK):
         hi = min(C, lo + CHUNK)
-        cm = _chunk_max(x, i, lo, hi, cap)
         if cm > m:
             s = s * fmath.fexp(m - cm) if m > -np.inf else 0.0
             m = cm
+        elif cm != cm:
+            m = cm      # a NaN maximum (its sign bit clear): the row's loss is NaN
+        ahead = np.uint64(hi - lo if hi + (hi - lo) <= C else 0)
         shift = fmath.as_type_of(m, _logit(x, i, lo, cap))
         # The exponentials are summed in the logits' own precision (float32:
         # twice the lanes), the chunks in float64.  In a chunk that holds the
@@ -105,6 +112,7 @@ def _row_max_sum(x, i, cap):
         one = fmath.as_type_of(1.0, shift)
         part = zero
         ones = zero                            # exact: a chunk has at most 2^24 terms
+        k = fmath.order_key(_logit(x, i, lo + ahead, cap))
         if cm == m:
             for j in range(np.uint64(lo), np.uint64(hi)):
                 d = _logit(x, i, j, cap) - shift
@@ -112,10 +120,16 @@ def _row_max_sum(x, i, cap):
                 top = d == zero
                 part = _add(part, zero if top else e)
                 ones = _add(ones, one if top else zero)
+                k = max(k, fmath.order_key(_logit(x, i, j + ahead, cap)))
         else:
             for j in range(np.uint64(lo), np.uint64(hi)):
                 part = _add(part, fmath.exp_nonpositive(_logit(x, i, j, cap) - shift))
+                k = max(k, fmath.order_key(_logit(x, i, j + ahead, cap)))
         s += np.float64(ones) + np.float64(part)
+        if ahead:
+            cm = np.float64(fmath.from_order_key(k))
+        elif hi < C:
+            cm = _chunk_max(x, i, hi, C, cap)  # the last chunk, a shorter one
     return m, s
 
 
