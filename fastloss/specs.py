@@ -223,6 +223,7 @@ register(LossSpec(
     hessian_note="exp(p).",
     reference="torch.nn.functional.poisson_nll_loss(log_input=True).",
     test_params=({"full": True},),
+    constant_param=("full", False),
 ))
 register(LossSpec(
     name="hinge",
