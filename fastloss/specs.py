@@ -64,9 +64,10 @@ class LossSpec:
     example_y_domain: str = ""
     # Made by fastloss.custom_loss from a user's function (no peer, no textbook reference).
     custom: bool = False
-    # Its value is computed in float32 for float32 data (a few ulp of float32, within
-    # the float32 accuracy contract; twice the vector lanes of float64): set for the
-    # transcendental losses whose scalar value function is written for either precision.
+    # Its value and gradient are computed in float32 for float32 data by the CPU backend
+    # (the value also by the CUDA one): a few ulp of float32, within the float32 accuracy
+    # contract, twice the vector lanes of float64.  Set for the transcendental losses whose
+    # scalar value and gradient functions are written for either precision.
     float32_value: bool = False
     # (param, value): the CPU kernels are also built with this parameter as a compiled
     # constant, used when a call passes that value (its default, usually; see backends.cpu).

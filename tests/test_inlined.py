@@ -26,13 +26,11 @@ def _example_arguments(name, kind, dtype):
     out = np.empty(8, dtype)
     return {
         "reduce_value": (y, p, None, theta),
-        "reduce_value_f32": (y, p, None, theta),
         "value_none": (y, p, None, theta, out),
-        "value_none_f32": (y, p, None, theta, out),
         "grad": (y, p, None, theta, 1.0, out),
         "value_and_grad": (y, p, None, theta, 1.0, out),
         "grad_hess": (y, p, None, theta, out, out),
-    }[kind.removesuffix(cpu.CONSTANT)]
+    }[kind.removesuffix(cpu.CONSTANT).removesuffix("_f32")]
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

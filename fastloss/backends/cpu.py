@@ -4,16 +4,16 @@ Every kernel walks the input in fixed blocks of ``BLOCK`` elements; a
 reduction sums each block in float64 and then adds the block sums in order.
 The blocks do not depend on the thread count, so results are bitwise the same
 for any number of threads, and the rounding error grows like that of blocked
-pairwise summation.  Inputs are
-read in their own dtype and computed in float64; array outputs are written
-in the output buffer's dtype.  The one exception: the values of the losses
-marked ``LossSpec.float32_value`` for float32 predictions (``value_in_float32``)
-are computed in float32 (sixteen AVX-512 lanes instead of eight) and still
-summed in float64; value_and_grad computes its value in float64 with the
-gradient, so for these its value agrees with ``value`` to float32 accuracy.
+pairwise summation.  Inputs are read in their own dtype and computed in
+float64; array outputs are written in the output buffer's dtype.  The one
+exception: the values and gradients of the losses marked
+``LossSpec.float32_value``, for float32 predictions (``value_in_float32``),
+are computed in float32 (sixteen AVX-512 lanes instead of eight), the values
+still summed in float64.
 Small inputs run a serial build of the same template (``PARALLEL_MIN_SIZE``),
-since starting threads costs more there; the choice depends on the size only, and the two builds agree to the last bit or two
-(LLVM may vectorize them differently).
+since starting threads costs more there; the choice depends on the size
+only, and the two builds agree to the last bit or two (LLVM may vectorize
+them differently).
 """
 import threading
 
@@ -227,7 +227,7 @@ def _templates(spec, value, grad, hess, parallel):
     kinds = {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
              "value_and_grad": value_and_grad, "grad_hess": grad_hess}
     if spec.float32_value:
-        kinds.update(_float32_value_templates(spec, value, y_ok, p_ok, parallel))
+        kinds.update(_float32_templates(spec, value, grad, y_ok, p_ok, parallel))
     return kinds
 
 
@@ -265,13 +265,14 @@ def _checked_typed(v):
     return lambda v: v
 
 
-def _float32_value_templates(spec, value, y_ok, p_ok, parallel):
-    """reduce_value and value_none evaluating the loss on float32 (y, p).
+def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
+    """reduce_value, value_none, grad and value_and_grad evaluating the loss on float32 (y, p).
 
-    A first loop writes a block's values in float32 (to a buffer, or to ``out``)
-    and counts the inputs outside the loss's domain, in a float32 count (exact:
-    a block has 4096 elements) on the inputs as given; a second loop applies
-    the weights and sums in float64.  Any 64-bit operation (a float64, an int64
+    A first loop writes a block's values in float32 (to a buffer, or to ``out``),
+    and gradients times a float32 ``scale`` to ``out``, and counts the inputs
+    outside the loss's domain, in a float32 count (exact: a block has 4096
+    elements) on the inputs as given; a second loop applies the weights and sums
+    in float64.  Any 64-bit operation (a float64, an int64
     count) in the first loop would make LLVM vectorize it eight lanes wide
     instead of sixteen.
     """
@@ -280,6 +281,24 @@ def _float32_value_templates(spec, value, y_ok, p_ok, parallel):
         bad = _ZERO32
         for i in range(lo, hi):
             dest[i - dest_lo] = value(np.float32(y[i]), p[i], th)
+            bad = _add(bad, _ZERO32 if y_ok(_checked(y[i])) and p_ok(p[i]) else _ONE32)
+        return np.int64(bad)
+
+    @njit(inline="always", **KERNEL_OPTIONS)
+    def fill_grad(y, p, th, scale, lo, hi, out):
+        bad = _ZERO32
+        for i in range(lo, hi):
+            out[i] = grad(np.float32(y[i]), p[i], th) * scale
+            bad = _add(bad, _ZERO32 if y_ok(_checked(y[i])) and p_ok(p[i]) else _ONE32)
+        return np.int64(bad)
+
+    @njit(inline="always", **KERNEL_OPTIONS)
+    def fill_value_grad(y, p, th, scale, lo, hi, values, out):
+        bad = _ZERO32
+        for i in range(lo, hi):
+            yi = np.float32(y[i])
+            values[i - lo] = value(yi, p[i], th)
+            out[i] = grad(yi, p[i], th) * scale
             bad = _add(bad, _ZERO32 if y_ok(_checked(y[i])) and p_ok(p[i]) else _ONE32)
         return np.int64(bad)
 
@@ -317,7 +336,46 @@ def _float32_value_templates(spec, value, y_ok, p_ok, parallel):
                     out[i] = out[i] * w[i]
         return bad.sum()
 
-    return {"reduce_value_f32": reduce_value_f32, "value_none_f32": value_none_f32}
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def grad_f32(y, p, w, th, scale, out):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        bad = np.empty(nb, np.int64)
+        scale32 = np.float32(scale)
+        for b in prange(nb):
+            lo = _lo(b)
+            hi = _hi(b, n)
+            bad[b] = fill_grad(y, p, th, scale32, lo, hi, out)
+            if w is not None:
+                for i in range(lo, hi):
+                    out[i] = out[i] * w[i]
+        return bad.sum()
+
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def value_and_grad_f32(y, p, w, th, scale, out):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        sums = np.empty(nb)
+        bad = np.empty(nb, np.int64)
+        scale32 = np.float32(scale)
+        for b in prange(nb):
+            lo = _lo(b)
+            hi = _hi(b, n)
+            values = np.empty(BLOCK, np.float32)
+            bad[b] = fill_value_grad(y, p, th, scale32, lo, hi, values, out)
+            s = 0.0
+            for i in range(lo, hi):
+                v = np.float64(values[i - lo])
+                if w is not None:
+                    wi = np.float64(w[i])
+                    v = v * wi
+                    out[i] = out[i] * wi
+                s = _add(s, v)
+            sums[b] = s
+        return _sum_in_order(sums), bad.sum()
+
+    return {"reduce_value_f32": reduce_value_f32, "value_none_f32": value_none_f32,
+            "grad_f32": grad_f32, "value_and_grad_f32": value_and_grad_f32}
 
 
 _kernels = {}
@@ -395,7 +453,7 @@ def _run_kernel(name, kind, size, *args):
 
 
 def _kind(name, kind, theta, y=None, p=None):
-    """The kernel kind for these parameters (and for the float32 value kernels, dtypes)."""
+    """The kernel kind for these parameters (and, for the float32 kernels, dtypes)."""
     spec = REGISTRY[name]
     if y is not None and spec.value_in_float32(y.dtype, p.dtype):
         kind += "_f32"
@@ -411,11 +469,12 @@ def value_none(name, y, p, w, theta, out):
 
 
 def grad(name, y, p, w, theta, scale, out):
-    return _run(name, _kind(name, "grad", theta), y.shape[0], y, p, w, theta, float(scale), out)
+    return _run(name, _kind(name, "grad", theta, y, p), y.shape[0],
+                y, p, w, theta, float(scale), out)
 
 
 def value_and_grad(name, y, p, w, theta, scale, out):
-    return _run(name, _kind(name, "value_and_grad", theta), y.shape[0],
+    return _run(name, _kind(name, "value_and_grad", theta, y, p), y.shape[0],
                 y, p, w, theta, float(scale), out)
 
 

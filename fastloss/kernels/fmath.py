@@ -365,9 +365,10 @@ def softplus(x):
 
 @njit(inline="always", **SCALAR_OPTIONS)
 def sigmoid_pair(x):
-    """(sigmoid(x), sigmoid(-x)), each accurate where it is small."""
-    e = fexp(-abs(x))
-    big = 1.0 / (1.0 + e)
+    """(sigmoid(x), sigmoid(-x)), each accurate where it is small, in x's float type."""
+    one = as_type_of(1.0, x)
+    e = exp_nonpositive(-abs(x))
+    big = one / (one + e)
     small = e * big
     pos = x >= 0.0
     return (big if pos else small), (small if pos else big)

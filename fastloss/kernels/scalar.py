@@ -2,10 +2,10 @@
 
 Each function takes (y, p, theta): the target, the prediction (both float64)
 and the loss's parameters as a tuple of floats in the order of its
-``LossSpec.params``.  The value functions of the losses marked
+``LossSpec.params``.  The value and gradient functions of the losses marked
 ``LossSpec.float32_value`` are written for either precision (constants through
 ``fmath.as_type_of``, transcendentals from ``fmath``'s type-generic functions):
-for float32 data the value kernels run them on float32 (y, p), the float64
+for float32 data the CPU kernels run them on float32 (y, p), the float64
 kernels on float64, from the same source.  The kernel templates (``fastloss.backends.cpu``) turn
 these into fused parallel loops; they are compiled without fast-math so that
 the stable forms below are kept as written.  Transcendental functions come from
@@ -133,9 +133,10 @@ def log_cosh_grad(y, p, th):
     # and the same u as the value's (value_and_grad computes it once).  Beyond
     # |r| = 30, tanh rounds to 1 and so does this.
     r = p - y
-    u = fmath.expm1(min(abs(r), 30.0))
-    v = 1.0 + u
-    t = u * (u + 2.0) / (1.0 + v * v)
+    one = fmath.as_type_of(1.0, r)
+    u = fmath.expm1(min(abs(r), fmath.as_type_of(30.0, r)))
+    v = one + u
+    t = u * (u + fmath.as_type_of(2.0, r)) / (one + v * v)
     return t if r >= 0.0 else -t
 
 
@@ -263,7 +264,7 @@ def binary_cross_entropy_value(y, p, th):
 
 @jit
 def binary_cross_entropy_grad(y, p, th):
-    return (p - y) / max(p * (1.0 - p), 1e-12)
+    return (p - y) / max(p * (fmath.as_type_of(1.0, p) - p), fmath.as_type_of(1e-12, p))
 
 
 @jit
@@ -285,7 +286,7 @@ def binary_cross_entropy_with_logits_value(y, x, th):
 @jit
 def binary_cross_entropy_with_logits_grad(y, x, th):
     s_pos, s_neg = fmath.sigmoid_pair(x)
-    return (1.0 - y) * s_pos - th[0] * y * s_neg
+    return (fmath.as_type_of(1.0, x) - y) * s_pos - fmath.as_type_of(th[0], x) * y * s_neg
 
 
 @jit
@@ -325,11 +326,12 @@ def sigmoid_focal_value(y, x, th):
 
 @jit
 def sigmoid_focal_grad(y, x, th):
-    gamma = th[1]
+    gamma = fmath.as_type_of(th[1], x)
     alpha_t, ce, p_t, q, q_gamma = _focal_terms(y, x, th)
-    c = -1.0 if y > 0.5 else 1.0          # d(1 - p_t)/dx = c p_t (1 - p_t)
+    one = fmath.as_type_of(1.0, x)
+    c = -one if y > 0.5 else one          # d(1 - p_t)/dx = c p_t (1 - p_t)
     s_minus_y = c * q                     # sigmoid(x) - y
-    return alpha_t * q_gamma * (s_minus_y + gamma * c * ce * p_t) + 0.0 * y
+    return alpha_t * q_gamma * (s_minus_y + gamma * c * ce * p_t) + fmath.as_type_of(0.0, x) * y
 
 
 @jit
