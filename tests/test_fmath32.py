@@ -139,3 +139,30 @@ def test_log_and_log1m_within_two_ulp_on_the_unit_interval(dtype):
             assert np.all(got[np.abs(rounded) < tiny] == 0)
     _apply_pair(np.array([np.nan], dtype), a[:1], b[:1])
     assert np.isnan(a[0]) and np.isnan(b[0])
+
+
+@njit(fastmath={"contract"})
+def _sum_terms(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fmath32.exp_sum_term(x[i])
+
+
+def test_exp_sum_term_as_the_softmax_kernels_compile_it():
+    """Within 2 ulp plus |k| 1.9e-9 relative of e^x (k = x / ln 2 rounded), 0 below
+    e^-86.99, NaN for NaN: compiled with contraction, as in the kernels."""
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.uniform(-90, 0, 300_000), rng.uniform(-1e-3, 0, 10_000),
+                        [0.0, -0.0, -np.inf, np.nan, -86.98, -86.995, -87.3, -88.0, -1e30]])
+    x = x.astype(np.float32)
+    out = np.empty_like(x)
+    _sum_terms(x, out)
+    exact = np.exp(x.astype(np.float64))
+    flushed = x < np.float32(-86.99)
+    assert np.all(out[flushed & (x < -86.995)] == 0.0)
+    assert np.array_equal(np.isnan(out), np.isnan(x))
+    keep = ~flushed & ~np.isnan(x)
+    k = np.abs(np.round(x[keep] / np.log(2.0)))
+    err = np.abs(out[keep] - exact[keep])
+    bound = 2 * np.spacing(exact[keep].astype(np.float32)) + (k * 1.9e-9 + 1e-12) * exact[keep]
+    assert np.all(err <= bound), (err / bound).max()
+    assert out[x == 0][0] == 1.0

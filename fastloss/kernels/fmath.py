@@ -317,6 +317,7 @@ def _in_own_precision(f64_version, name):
 
 exp = _in_own_precision(fexp, "exp")
 exp_nonpositive = _in_own_precision(fexp, "exp_nonpositive")
+exp_sum_term = _in_own_precision(fexp, "exp_sum_term")
 expm1 = _in_own_precision(fexpm1, "expm1")
 log = _in_own_precision(flog, "log")
 log1p = _in_own_precision(flog1p, "log1p")

@@ -116,14 +116,14 @@ def _row_max_sum(x, i, cap):
         if cm == m:
             for j in range(np.uint64(lo), np.uint64(hi)):
                 d = _logit(x, i, j, cap) - shift
-                e = fmath.exp_nonpositive(d)
+                e = fmath.exp_sum_term(d)
                 top = d == zero
                 part = _add(part, zero if top else e)
                 ones = _add(ones, one if top else zero)
                 k = max(k, fmath.order_key(_logit(x, i, j + ahead, cap)))
         else:
             for j in range(np.uint64(lo), np.uint64(hi)):
-                part = _add(part, fmath.exp_nonpositive(_logit(x, i, j, cap) - shift))
+                part = _add(part, fmath.exp_sum_term(_logit(x, i, j, cap) - shift))
                 k = max(k, fmath.order_key(_logit(x, i, j + ahead, cap)))
         s += np.float64(ones) + np.float64(part)
         if ahead:
