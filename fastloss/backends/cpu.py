@@ -231,11 +231,15 @@ def _templates(spec, value, grad, hess, parallel):
     return kinds
 
 
+def _constant_position(spec):
+    """(index in theta, value) of ``spec.constant_param``."""
+    name, constant = spec.constant_param
+    return [p.name for p in spec.params].index(name), float(constant)
+
+
 def _at_constant(spec, f):
     """Scalar function ``f`` with ``spec.constant_param`` compiled in as a constant."""
-    name, constant = spec.constant_param
-    index = [p.name for p in spec.params].index(name)
-    constant = float(constant)
+    index, constant = _constant_position(spec)
 
     @njit(inline="always")
     def at_constant(y, p, th):
@@ -248,8 +252,8 @@ def constant_applies(spec, theta):
     """Whether a call with parameters ``theta`` runs the kernels built at the constant."""
     if not spec.constant_param:
         return False
-    name, constant = spec.constant_param
-    return theta[[p.name for p in spec.params].index(name)] == float(constant)
+    index, constant = _constant_position(spec)
+    return theta[index] == constant
 
 
 def _checked(v):
@@ -277,20 +281,22 @@ def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
     instead of sixteen.
     """
     @njit(inline="always", **KERNEL_OPTIONS)
-    def fill(y, p, th, lo, hi, dest, dest_lo):
-        bad = _ZERO32
-        for i in range(lo, hi):
-            dest[i - dest_lo] = value(np.float32(y[i]), p[i], th)
-            bad = _add(bad, _ZERO32 if y_ok(_checked(y[i])) and p_ok(p[i]) else _ONE32)
-        return np.int64(bad)
+    def outside(yv, pv):
+        """1 for an input outside the loss's domain, else 0, as a float32."""
+        return _ZERO32 if y_ok(_checked(yv)) and p_ok(pv) else _ONE32
 
-    @njit(inline="always", **KERNEL_OPTIONS)
-    def fill_grad(y, p, th, scale, lo, hi, out):
-        bad = _ZERO32
-        for i in range(lo, hi):
-            out[i] = grad(np.float32(y[i]), p[i], th) * scale
-            bad = _add(bad, _ZERO32 if y_ok(_checked(y[i])) and p_ok(p[i]) else _ONE32)
-        return np.int64(bad)
+    def fill_template(f):
+        @njit(inline="always", **KERNEL_OPTIONS)
+        def fill(y, p, th, scale, lo, hi, dest, dest_lo):
+            bad = _ZERO32
+            for i in range(lo, hi):
+                dest[i - dest_lo] = f(np.float32(y[i]), p[i], th) * scale
+                bad = _add(bad, outside(y[i], p[i]))
+            return np.int64(bad)
+        return fill
+
+    fill_value = fill_template(value)     # called with scale 1, which folds away
+    fill_grad = fill_template(grad)
 
     @njit(inline="always", **KERNEL_OPTIONS)
     def fill_value_grad(y, p, th, scale, lo, hi, values, out):
@@ -299,7 +305,7 @@ def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
             yi = np.float32(y[i])
             values[i - lo] = value(yi, p[i], th)
             out[i] = grad(yi, p[i], th) * scale
-            bad = _add(bad, _ZERO32 if y_ok(_checked(y[i])) and p_ok(p[i]) else _ONE32)
+            bad = _add(bad, outside(y[i], p[i]))
         return np.int64(bad)
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
@@ -312,7 +318,7 @@ def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
             lo = _lo(b)
             hi = _hi(b, n)
             values = np.empty(BLOCK, np.float32)
-            bad[b] = fill(y, p, th, lo, hi, values, lo)
+            bad[b] = fill_value(y, p, th, _ONE32, lo, hi, values, lo)
             s = 0.0
             for i in range(lo, hi):
                 v = np.float64(values[i - lo])
@@ -330,7 +336,7 @@ def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
         for b in prange(nb):
             lo = _lo(b)
             hi = _hi(b, n)
-            bad[b] = fill(y, p, th, lo, hi, out, np.uint64(0))
+            bad[b] = fill_value(y, p, th, _ONE32, lo, hi, out, np.uint64(0))
             if w is not None:
                 for i in range(lo, hi):
                     out[i] = out[i] * w[i]
@@ -345,7 +351,7 @@ def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
         for b in prange(nb):
             lo = _lo(b)
             hi = _hi(b, n)
-            bad[b] = fill_grad(y, p, th, scale32, lo, hi, out)
+            bad[b] = fill_grad(y, p, th, scale32, lo, hi, out, np.uint64(0))
             if w is not None:
                 for i in range(lo, hi):
                     out[i] = out[i] * w[i]

@@ -341,8 +341,8 @@ def _log_kernel_typed(k, f):
 
 @njit(inline="always", **SCALAR_OPTIONS)
 def log_and_log1m(p):
-    """(log p, log(1 - p)) for p in [0, 1], in p's float type, with two divisions where
-    log and log1p take three.
+    """(log p, log(1 - p)) for p in [0, 1], in p's float type, with one exponent
+    extraction and two log kernels (log and log1p would take two and a division more).
 
     s = min(p, 1 - p) is exact (1 - p is, for p >= 1/2); log(1 - s) for s in
     [0, 1/2] is the fdlibm kernel on -s, or on 1 - 2s at exponent -1, both exact
