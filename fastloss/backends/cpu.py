@@ -27,6 +27,7 @@ from numba.np.numpy_support import as_dtype
 from .. import _config
 from .. import _validation as arrays  # noqa: F401  (host arrays in, host arrays out)
 from ..kernels import cache, scalar
+from ..kernels.memory import PREFETCH_CHUNK, PREFETCH_DISTANCE, prefetch_range
 from ..specs import REGISTRY
 
 _config.choose_fork_safe_threading_layer()
@@ -289,9 +290,13 @@ def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
         @njit(inline="always", **KERNEL_OPTIONS)
         def fill(y, p, th, scale, lo, hi, dest, dest_lo):
             bad = _ZERO32
-            for i in range(lo, hi):
-                dest[i - dest_lo] = f(np.float32(y[i]), p[i], th) * scale
-                bad = _add(bad, outside(y[i], p[i]))
+            for c in range(lo, hi, PREFETCH_CHUNK):
+                e = min(c + PREFETCH_CHUNK, hi)
+                prefetch_range(y, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
+                prefetch_range(p, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
+                for i in range(c, e):
+                    dest[i - dest_lo] = f(np.float32(y[i]), p[i], th) * scale
+                    bad = _add(bad, outside(y[i], p[i]))
             return np.int64(bad)
         return fill
 
@@ -301,11 +306,15 @@ def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
     @njit(inline="always", **KERNEL_OPTIONS)
     def fill_value_grad(y, p, th, scale, lo, hi, values, out):
         bad = _ZERO32
-        for i in range(lo, hi):
-            yi = np.float32(y[i])
-            values[i - lo] = value(yi, p[i], th)
-            out[i] = grad(yi, p[i], th) * scale
-            bad = _add(bad, outside(y[i], p[i]))
+        for c in range(lo, hi, PREFETCH_CHUNK):
+            e = min(c + PREFETCH_CHUNK, hi)
+            prefetch_range(y, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
+            prefetch_range(p, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
+            for i in range(c, e):
+                yi = np.float32(y[i])
+                values[i - lo] = value(yi, p[i], th)
+                out[i] = grad(yi, p[i], th) * scale
+                bad = _add(bad, outside(y[i], p[i]))
         return np.int64(bad)
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
