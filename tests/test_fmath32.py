@@ -112,33 +112,42 @@ def test_precision_follows_the_data_type():
 
 
 @njit
-def _apply_pair(p, a, b):
+def _apply_pair(p, a, b, c, d):
+    floor = fmath.as_type_of(-100.0, p[0])
     for i in range(p.shape[0]):
-        a[i], b[i] = fmath.log_and_log1m(p[i])
+        a[i], b[i] = fmath.log_and_log1m_floored(p[i], floor)
+        c[i] = fmath.log_or_log1m_floored(p[i], False, floor)
+        d[i] = fmath.log_or_log1m_floored(p[i], True, floor)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_log_and_log1m_within_two_ulp_on_the_unit_interval(dtype):
+    """Both logarithms, from the pair and one at a time, floored at -100 as BCE needs."""
     rng = np.random.default_rng(11)
     tiny = np.finfo(dtype).tiny
-    edges = [0.0, 1.0, 0.5, 1 - 2 ** -24, 2 ** -24, 1 - np.sqrt(0.5), np.sqrt(0.5), 1e-30, tiny]
+    edges = [0.0, 1.0, 0.5, 1 - 2 ** -24, 2 ** -24, 1 - np.sqrt(0.5), np.sqrt(0.5), 1e-30, tiny,
+             1e-43, 3e-44, np.exp(-100.0), np.exp(-99.99), 1e-320]
     p = np.concatenate([rng.uniform(0, 1, 200_000), np.exp(-rng.uniform(0, 80, 50_000)),
                         1 - np.exp(-rng.uniform(0, 16, 50_000)), 0.5 + rng.uniform(-1e-6, 1e-6, 1000),
-                        (1 - np.sqrt(0.5)) + rng.uniform(-1e-6, 1e-6, 1000), edges]).astype(dtype)
-    a, b = np.empty_like(p), np.empty_like(p)
-    _apply_pair(p, a, b)
+                        (1 - np.sqrt(0.5)) + rng.uniform(-1e-6, 1e-6, 1000),
+                        np.exp(-rng.uniform(95, 110, 1000)), edges]).astype(dtype)
+    a, b, c, d = (np.empty_like(p) for _ in range(4))
+    _apply_pair(p, a, b, c, d)
+    np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(b, d)
     wide = p.astype(np.float64)
     with np.errstate(divide="ignore"):
         # log(1 - p) from the exact 1 - p (log1p of the exact -p)
         for got, exact in ((a, np.log(wide)), (b, np.log1p(-wide))):
+            exact = np.maximum(exact, -100.0)
             rounded = exact.astype(dtype)
-            assert np.array_equal(got[~np.isfinite(rounded)], rounded[~np.isfinite(rounded)])
-            fin = np.isfinite(rounded) & (np.abs(rounded) >= tiny)
-            ulps = np.abs(got[fin] - exact[fin]) / np.spacing(np.abs(rounded[fin]))
-            assert ulps.max() <= 2.0, f"{ulps.max()} ulp at p={p[fin][ulps.argmax()]!r}"
-            assert np.all(got[np.abs(rounded) < tiny] == 0)
-    _apply_pair(np.array([np.nan], dtype), a[:1], b[:1])
-    assert np.isnan(a[0]) and np.isnan(b[0])
+            ulps = np.abs(got - exact) / np.spacing(np.abs(rounded))
+            assert ulps.max() <= 2.0, f"{ulps.max()} ulp at p={p[ulps.argmax()]!r}"
+            assert np.all(got[exact == -100.0] == -100.0)
+    one = np.ones(1, dtype)
+    for v in (np.nan, -np.nan):
+        _apply_pair(one * v, a[:1], b[:1], c[:1], d[:1])
+        assert np.isnan(a[0]) and np.isnan(b[0]) and np.isnan(c[0]) and np.isnan(d[0])
 
 
 @njit(fastmath={"contract"})

@@ -108,16 +108,19 @@ def _loss_templates(name, parallel):
     """
     spec = REGISTRY[name]
     functions = scalar.scalar_functions(name)
-    kinds = _templates(spec, *functions, parallel)
+    binary_value = scalar.BINARY_LABEL_VALUES.get(name)
+    kinds = _templates(spec, *functions, binary_value, parallel)
     if spec.constant_param:
-        at_constant = [_at_constant(spec, f) for f in functions]
+        at_constant = [f if f is None else _at_constant(spec, f)
+                       for f in (*functions, binary_value)]
         kinds.update({kind + CONSTANT: kernel
                       for kind, kernel in _templates(spec, *at_constant, parallel).items()})
     return kinds
 
 
-def _templates(spec, value, grad, hess, parallel):
-    """The kernels of one loss from its scalar (value, grad, hess)."""
+def _templates(spec, value, grad, hess, binary_value, parallel):
+    """The kernels of one loss from its scalar (value, grad, hess) and, if it has one,
+    its value for labels in {0, 1} (``scalar.BINARY_LABEL_VALUES``)."""
     y_ok = scalar.DOMAIN_CHECKS[spec.y_domain]
     p_ok = scalar.DOMAIN_CHECKS[spec.p_domain]
 
@@ -228,7 +231,7 @@ def _templates(spec, value, grad, hess, parallel):
     kinds = {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
              "value_and_grad": value_and_grad, "grad_hess": grad_hess}
     if spec.float32_value:
-        kinds.update(_float32_templates(spec, value, grad, y_ok, p_ok, parallel))
+        kinds.update(_float32_templates(spec, value, grad, binary_value, y_ok, p_ok, parallel))
     return kinds
 
 
@@ -270,7 +273,29 @@ def _checked_typed(v):
     return lambda v: v
 
 
-def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
+@njit(inline="always", **KERNEL_OPTIONS)
+def _labels_binary(y, lo, hi):
+    """Whether y[lo:hi] holds only 0 and 1 (a float32 count: 16 lanes, exact per block).
+    Soft labels usually show at the first element, which is looked at alone first."""
+    if not ((y[lo] == 0) | (y[lo] == 1)):
+        return False
+    others = _ZERO32
+    for i in range(lo, hi):
+        others = _add(others, _ZERO32 if (y[i] == 0) | (y[i] == 1) else _ONE32)
+    return others == _ZERO32
+
+
+def _by_labels(binary_fill, general_fill):
+    """A fill loop that runs ``binary_fill`` on a block whose labels are all 0 or 1."""
+    @njit(inline="always", **KERNEL_OPTIONS)
+    def fill(y, p, th, scale, lo, hi, a, b):
+        if _labels_binary(y, lo, hi):
+            return binary_fill(y, p, th, scale, lo, hi, a, b)
+        return general_fill(y, p, th, scale, lo, hi, a, b)
+    return fill
+
+
+def _float32_templates(spec, value, grad, binary_value, y_ok, p_ok, parallel):
     """reduce_value, value_none, grad and value_and_grad evaluating the loss on float32 (y, p).
 
     A first loop writes a block's values in float32 (to a buffer, or to ``out``),
@@ -286,7 +311,12 @@ def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
         """1 for an input outside the loss's domain, else 0, as a float32."""
         return _ZERO32 if y_ok(_checked(yv)) and p_ok(pv) else _ONE32
 
-    def fill_template(f):
+    @njit(inline="always", **KERNEL_OPTIONS)
+    def p_outside(yv, pv):
+        """``outside`` for labels known to be 0 or 1 (in every label domain): p alone."""
+        return _ZERO32 if p_ok(pv) else _ONE32
+
+    def fill_template(f, outside=outside):
         @njit(inline="always", **KERNEL_OPTIONS)
         def fill(y, p, th, scale, lo, hi, dest, dest_lo):
             bad = _ZERO32
@@ -300,22 +330,29 @@ def _float32_templates(spec, value, grad, y_ok, p_ok, parallel):
             return np.int64(bad)
         return fill
 
+    def fill_value_grad_template(f, outside=outside):
+        @njit(inline="always", **KERNEL_OPTIONS)
+        def fill_value_grad(y, p, th, scale, lo, hi, values, out):
+            bad = _ZERO32
+            for c in range(lo, hi, PREFETCH_CHUNK):
+                e = min(c + PREFETCH_CHUNK, hi)
+                prefetch_range(y, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
+                prefetch_range(p, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
+                for i in range(c, e):
+                    yi = np.float32(y[i])
+                    values[i - lo] = f(yi, p[i], th)
+                    out[i] = grad(yi, p[i], th) * scale
+                    bad = _add(bad, outside(y[i], p[i]))
+            return np.int64(bad)
+        return fill_value_grad
+
     fill_value = fill_template(value)     # called with scale 1, which folds away
     fill_grad = fill_template(grad)
-
-    @njit(inline="always", **KERNEL_OPTIONS)
-    def fill_value_grad(y, p, th, scale, lo, hi, values, out):
-        bad = _ZERO32
-        for c in range(lo, hi, PREFETCH_CHUNK):
-            e = min(c + PREFETCH_CHUNK, hi)
-            prefetch_range(y, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
-            prefetch_range(p, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
-            for i in range(c, e):
-                yi = np.float32(y[i])
-                values[i - lo] = value(yi, p[i], th)
-                out[i] = grad(yi, p[i], th) * scale
-                bad = _add(bad, outside(y[i], p[i]))
-        return np.int64(bad)
+    fill_value_grad = fill_value_grad_template(value)
+    if binary_value is not None:
+        fill_value = _by_labels(fill_template(binary_value, p_outside), fill_value)
+        fill_value_grad = _by_labels(fill_value_grad_template(binary_value, p_outside),
+                                     fill_value_grad)
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def reduce_value_f32(y, p, w, th):

@@ -96,7 +96,7 @@ _EXP_LO = -746.0                         # exp(x) rounds to 0 below about -745.1
 _EXP_HI = 710.0                          # exp(x) overflows above about 709.78
 _DBL_MIN = 2.2250738585072014e-308
 _TWO54 = 18014398509481984.0
-_SQRT2 = 1.4142135623730951
+_SQRT_HALF_BITS = 0x3FE6A09E667F3BCC   # sqrt(2)/2 rounded down
 _INF = np.inf
 _NAN = np.nan
 
@@ -183,18 +183,24 @@ def _log_kernel(k, f):
 
 
 @njit(**SCALAR_OPTIONS)
-def flog(x):
-    """Natural logarithm: -inf at 0, nan below 0."""
+def _flog_reduce(x):
+    """(k, f) with x = 2^k (1 + f), f in [sqrt(2)/2 - 1, sqrt(2) - 1), k an exact float64,
+    for x > 0 finite (subnormals included).  The bits of sqrt(2)/2 are subtracted
+    first, so the exponent field counts from sqrt(2)/2 and no compare-and-halve
+    step is needed (``fmath32.log_reduce`` does the same in float32)."""
     tiny = x < _DBL_MIN
     xs = x * _TWO54 if tiny else x
-    bits = f64_as_i64(xs)
-    e = ((bits >> 52) & 0x7FF) - (1077 if tiny else 1023)
-    m = i64_as_f64((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
-    big = m > _SQRT2
-    m = m * 0.5 if big else m
-    e = e + 1 if big else e
+    ix = f64_as_i64(xs) - _SQRT_HALF_BITS
+    e = (ix >> 52) - (54 if tiny else 0)
     k = i64_as_f64(e + _SHIFTER_BITS) - _SHIFTER
-    y = _log_kernel(k, m - 1.0)
+    return k, i64_as_f64((ix & 0x000FFFFFFFFFFFFF) + _SQRT_HALF_BITS) - 1.0
+
+
+@njit(**SCALAR_OPTIONS)
+def flog(x):
+    """Natural logarithm: -inf at 0, nan below 0."""
+    k, f = _flog_reduce(x)
+    y = _log_kernel(k, f)
     y = x if (x == _INF or x != x) else y
     y = _NAN if x < 0.0 else y
     return -_INF if x == 0.0 else y
@@ -322,6 +328,7 @@ expm1 = _in_own_precision(fexpm1, "expm1")
 log = _in_own_precision(flog, "log")
 log1p = _in_own_precision(flog1p, "log1p")
 log1p_unit = _in_own_precision(flog1p_unit, "log1p_unit")
+log_reduce = _in_own_precision(_flog_reduce, "log_reduce")
 _ONE_MINUS_SQRT_HALF = 0.2928932188134524     # 1 - sqrt(2)/2
 
 
@@ -340,22 +347,62 @@ def _log_kernel_typed(k, f):
 
 
 @njit(inline="always", **SCALAR_OPTIONS)
-def log_and_log1m(p):
-    """(log p, log(1 - p)) for p in [0, 1], in p's float type, with one exponent
-    extraction and two log kernels (log and log1p would take two and a division more).
+def _log1m_args(s):
+    """(k, f) with log(1 - s) = log_kernel(k, f) for s in [0, 1/2], both exact: the
+    kernel on -s, or on 1 - 2s at exponent -1 above 1 - sqrt(2)/2."""
+    one = as_type_of(1.0, s)
+    mid = s > as_type_of(_ONE_MINUS_SQRT_HALF, s)
+    return (-one if mid else as_type_of(0.0, s)), (one - (s + s) if mid else -s)
+
+
+@njit(inline="always", **SCALAR_OPTIONS)
+def _floored(r, floor):
+    """max(r, floor) that keeps a NaN r: one vmaxps."""
+    return floor if floor > r else r
+
+
+@njit(inline="always", **SCALAR_OPTIONS)
+def _log_of_small(s):
+    """log_kernel's arguments for log s, s in [0, 1/2] or NaN: ``log_reduce``'s, NaN
+    passed on through f.  At s = 0 they give the logarithm of 2^-152 (float32) or
+    2^-1077 (float64), below any floor of at least -100; no special-value selects."""
+    k, f = log_reduce(s)
+    return k, f + as_type_of(0.0, s) * s
+
+
+@njit(inline="always", **SCALAR_OPTIONS)
+def log_and_log1m_floored(p, floor):
+    """(max(log p, floor), max(log(1 - p), floor)) for p in [0, 1] and a floor of at
+    least -100, in p's float type, with one exponent extraction and two log
+    kernels (log and log1p would take two and a division more).
 
     s = min(p, 1 - p) is exact (1 - p is, for p >= 1/2); log(1 - s) for s in
-    [0, 1/2] is the fdlibm kernel on -s, or on 1 - 2s at exponent -1, both exact
-    arguments inside its range; only log s needs the exponent extracted.
+    [0, 1/2] is the kernel on exact arguments (``_log1m_args``); only log s needs
+    the exponent extracted (``_log_of_small``).  NaN gives NaN.
     """
-    one = as_type_of(1.0, p)
-    zero = as_type_of(0.0, p)
     upper = p > as_type_of(0.5, p)
-    s = one - p if upper else p
-    log_s = log(s)
-    mid = s > as_type_of(_ONE_MINUS_SQRT_HALF, p)
-    log_rest = log_kernel(-one if mid else zero, one - (s + s) if mid else -s)
+    s = as_type_of(1.0, p) - p if upper else p
+    k, f = _log_of_small(s)
+    log_s = _floored(log_kernel(k, f), floor)
+    k, f = _log1m_args(s)
+    log_rest = _floored(log_kernel(k, f), floor)
     return (log_rest, log_s) if upper else (log_s, log_rest)
+
+
+@njit(inline="always", **SCALAR_OPTIONS)
+def log_or_log1m_floored(p, complement, floor):
+    """max(log(1 - p) if complement else log p, floor), as ``log_and_log1m_floored``,
+    with one log kernel instead of two.
+
+    With s = min(p, 1 - p), the wanted logarithm is log s or log(1 - s): the
+    arguments of either are chosen per element and one kernel runs.
+    """
+    upper = p > as_type_of(0.5, p)
+    s = as_type_of(1.0, p) - p if upper else p
+    k_s, f_s = _log_of_small(s)
+    k_r, f_r = _log1m_args(s)
+    wants_log_s = complement == upper
+    return _floored(log_kernel(k_s if wants_log_s else k_r, f_s if wants_log_s else f_r), floor)
 
 
 @njit(inline="always", **SCALAR_OPTIONS)

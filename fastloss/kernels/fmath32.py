@@ -10,8 +10,8 @@ coefficient refitted after the previous ones were rounded to float32:
 * ``exp``: x = k ln2 + r with |r| <= ln2/2 (1.5 * 2^23 shifter), 2 e^r by
   Horner, times 2^(k-1) built from its bits; ``exp_nonpositive`` the same for
   x <= 0 with one clamp fewer.  ``expm1``: e^r - 1 to r^6 and 2^(k-1).
-* ``log``: x = 2^e m with m in [sqrt(2)/2, sqrt(2)), log(1 + f) = f + f^2 Q(f)
-  for f = m - 1 (Q of degree 7).
+* ``log``: x = 2^e m with m in [sqrt(2)/2, sqrt(2)) (``log_reduce``),
+  log(1 + f) = f + f^2 Q(f) for f = m - 1 (Q of degree 7).
 * ``log1p``: log(u) - ((u - 1) - x) / u with u = 1 + x.
 * ``log1p_unit``: log(1 + f) for f in [0, 1] as f + f^2 Q(f), Q of degree 8
   fitted on the whole interval (no exponent to extract).
@@ -48,7 +48,6 @@ _EXP_HI = _F(89.0)                        # exp(x) overflows above about 88.72
 _EXPM1_LO = _F(-40.0)                     # expm1(x) rounds to -1 below about -17.3
 _SUM_TERM_LO = _F(-87.3)                  # k >= -126: the exponent field k + 126 is not negative
 _LN2 = _F(0.6931471805599453)
-_BIAS = _I(127)
 # e^r = 1 + r + r^2 P(r) on |r| <= ln2/2: P fitted for the least maximum relative
 # error of e^r (3.1e-9, a twentieth of a float32 ulp), one term shorter than Taylor's.
 _E2, _E3, _E4, _E5, _E6 = (_F(0.4999999345108168), _F(0.1666652068322852),
@@ -65,7 +64,7 @@ _LOG_LN2_HI = _F(6.9313812256e-01)        # 0x3f317180: k * hi is exact for |k| 
 _LOG_LN2_LO = _F(9.0580006145e-06)
 _FLT_MIN = _F(1.1754943508222875e-38)
 _TWO25 = _F(33554432.0)
-_SQRT2 = _F(1.4142135623730951)
+_SQRT_HALF_BITS = _I(0x3F3504F3)          # sqrt(2)/2 rounded down
 _TINY_ARG = _F(2.0 ** -26)
 # log1p(f) = f + f^2 Q(f) on [0, 1]: Q of degree 8 fitted for the least maximum relative
 # error (5.3e-9), each coefficient refitted after the previous ones were rounded to float32
@@ -80,8 +79,6 @@ _X2, _X3, _X4, _X5, _X6 = (_F(0.9999998807907104), _F(0.3333304524421692),
                            _F(0.08333658427000046), _F(0.016737064346671104),
                            _F(0.0027636592276394367))
 _MANTISSA = _I(0x007FFFFF)
-_ONE_BITS = _I(0x3F800000)
-_EXP_MASK = _I(0xFF)
 
 
 @njit(**SCALAR_OPTIONS)
@@ -178,17 +175,26 @@ def _log_kernel(k, f):
 
 
 @njit(**SCALAR_OPTIONS)
-def log(x):
-    """Natural logarithm: -inf at 0, nan below 0."""
+def log_reduce(x):
+    """(k, f) with x = 2^k (1 + f), f in [sqrt(2)/2 - 1, sqrt(2) - 1), k a float, for
+    x > 0 finite (subnormals included); for 0, k = -152 and f = 0.
+
+    Subtracting the bits of sqrt(2)/2 first makes the exponent field count from
+    sqrt(2)/2 rather than 1, so the mantissa lands in [sqrt(2)/2, sqrt(2))
+    without a compare-and-halve step (as musl's logf).
+    """
     tiny = x < _FLT_MIN
     xs = x * _TWO25 if tiny else x
-    bits = f32_as_i32(xs)
-    e = _I(((bits >> _I(23)) & _EXP_MASK) - (_I(152) if tiny else _BIAS))
-    m = i32_as_f32(_I((bits & _MANTISSA) | _ONE_BITS))
-    big = m > _SQRT2
-    m = m * _HALF if big else m
-    e = _I(e + _I(1)) if big else e
-    y = _log_kernel(_F(e), m - _ONE)
+    ix = _I(f32_as_i32(xs) - _SQRT_HALF_BITS)
+    k = _I((ix >> _I(23)) - (_I(25) if tiny else _I(0)))
+    return _F(k), i32_as_f32(_I((ix & _MANTISSA) + _SQRT_HALF_BITS)) - _ONE
+
+
+@njit(**SCALAR_OPTIONS)
+def log(x):
+    """Natural logarithm: -inf at 0, nan below 0."""
+    k, f = log_reduce(x)
+    y = _log_kernel(k, f)
     y = x if (x == _INF or x != x) else y
     y = _NAN if x < _ZERO else y
     return -_INF if x == _ZERO else y

@@ -256,10 +256,14 @@ def squared_hinge_hess(y, p, th):
 @jit
 def binary_cross_entropy_value(y, p, th):
     floor = fmath.as_type_of(-100.0, p)
-    log_p, log_q = fmath.log_and_log1m(p)
-    log_p = max(log_p, floor)
-    log_q = max(log_q, floor)
+    log_p, log_q = fmath.log_and_log1m_floored(p, floor)
     return -(y * log_p + (fmath.as_type_of(1.0, p) - y) * log_q)
+
+
+@jit
+def binary_cross_entropy_value_binary_labels(y, p, th):
+    # For y in {0, 1} only one of the two logarithms is needed.
+    return -fmath.log_or_log1m_floored(p, y == fmath.as_type_of(0.0, y), fmath.as_type_of(-100.0, p))
 
 
 @jit
@@ -376,6 +380,13 @@ DOMAIN_CHECKS = {
     "nonneg": _nonneg,
     "binary": _binary,
     "signed_binary": _signed_binary,
+}
+
+
+# Value functions that hold for labels in {0, 1} only and cost less than the general
+# ones; the CPU kernels use them for each block whose labels are all 0 or 1.
+BINARY_LABEL_VALUES = {
+    "binary_cross_entropy": binary_cross_entropy_value_binary_labels,
 }
 
 
