@@ -8,9 +8,11 @@ inputs, and that the float32 path is the one taken exactly when
 """
 import numpy as np
 import pytest
+from numba import njit
 
 import fastloss as fl
 from fastloss.backends import cpu
+from fastloss.kernels import scalar
 from fastloss.specs import REGISTRY
 from .conftest import LOSS_CASES, LOSS_IDS, sample
 from .helpers import assert_close, assert_scalar_close
@@ -117,3 +119,26 @@ def test_inputs_outside_the_domain_are_counted_in_the_float32_kernels(name, para
         target[-3] = value                     # in the last, partial block
         with pytest.raises(ValueError, match=argument):
             fl.get(name, **params)(yy, pp, reduction=reduction, backend="cpu")
+
+
+@pytest.mark.parametrize("domain", sorted(scalar.DOMAIN_SHORTFALLS))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_domain_shortfalls_are_negative_exactly_outside_the_domain(domain, dtype):
+    """The float32 kernels' numeric domain check against the boolean one, on the edges."""
+    f = np.finfo(dtype)
+    v = np.array([0.0, -0.0, 1.0, -1.0, 0.5, 2.0, np.nan, -np.nan, np.inf, -np.inf,
+                  f.tiny, -f.tiny, f.smallest_subnormal, -f.smallest_subnormal, f.max, -f.max,
+                  1 + f.eps, 1 - f.epsneg, -f.eps, 3.0, -3.0], dtype)
+    ok, short = scalar.DOMAIN_CHECKS[domain], scalar.DOMAIN_SHORTFALLS[domain]
+
+    @njit
+    def apply(v, inside, shortfall):
+        for i in range(v.shape[0]):
+            inside[i] = ok(v[i])
+            shortfall[i] = short(v[i])
+
+    inside, shortfall = np.empty(v.size, bool), np.empty_like(v)
+    apply(v, inside, shortfall)
+    assert shortfall.dtype == dtype
+    np.testing.assert_array_equal(shortfall < 0, ~inside)
+    np.testing.assert_array_equal(shortfall[inside], 0)

@@ -231,7 +231,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
     kinds = {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
              "value_and_grad": value_and_grad, "grad_hess": grad_hess}
     if spec.float32_value:
-        kinds.update(_float32_templates(spec, value, grad, binary_value, y_ok, p_ok, parallel))
+        kinds.update(_float32_templates(spec, value, grad, binary_value, parallel))
     return kinds
 
 
@@ -295,26 +295,42 @@ def _by_labels(binary_fill, general_fill):
     return fill
 
 
-def _float32_templates(spec, value, grad, binary_value, y_ok, p_ok, parallel):
+def _shortfall32(v):
+    raise NotImplementedError("for use inside Numba-compiled code")
+
+
+@overload(_shortfall32, inline="always")
+def _shortfall32_typed(v):
+    """A domain shortfall as a float32 that stays negative (a float64 one of -1e-50 would
+    round to -0)."""
+    if v == numba.float32:
+        return lambda v: v
+    return lambda v: np.float32(-1.0) if v < 0 else _ZERO32
+
+
+def _float32_templates(spec, value, grad, binary_value, parallel):
     """reduce_value, value_none, grad and value_and_grad evaluating the loss on float32 (y, p).
 
     A first loop writes a block's values in float32 (to a buffer, or to ``out``),
-    and gradients times a float32 ``scale`` to ``out``, and counts the inputs
-    outside the loss's domain, in a float32 count (exact: a block has 4096
-    elements) on the inputs as given; a second loop applies the weights and sums
-    in float64.  Any 64-bit operation (a float64, an int64
+    and gradients times a float32 ``scale`` to ``out``, and sums the inputs'
+    domain shortfalls (``scalar.DOMAIN_SHORTFALLS``: negative exactly when an
+    input is outside its domain) on the inputs as given; a second loop applies
+    the weights and sums in float64.  Any 64-bit operation (a float64, an int64
     count) in the first loop would make LLVM vectorize it eight lanes wide
     instead of sixteen.
     """
+    y_short = scalar.DOMAIN_SHORTFALLS[spec.y_domain]
+    p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
+
     @njit(inline="always", **KERNEL_OPTIONS)
     def outside(yv, pv):
-        """1 for an input outside the loss's domain, else 0, as a float32."""
-        return _ZERO32 if y_ok(_checked(yv)) and p_ok(pv) else _ONE32
+        """Negative for an input outside the loss's domain, else 0."""
+        return _shortfall32(y_short(_checked(yv))) + p_short(pv)
 
     @njit(inline="always", **KERNEL_OPTIONS)
     def p_outside(yv, pv):
         """``outside`` for labels known to be 0 or 1 (in every label domain): p alone."""
-        return _ZERO32 if p_ok(pv) else _ONE32
+        return p_short(pv)
 
     def fill_template(f, outside=outside):
         @njit(inline="always", **KERNEL_OPTIONS)
@@ -327,7 +343,7 @@ def _float32_templates(spec, value, grad, binary_value, y_ok, p_ok, parallel):
                 for i in range(c, e):
                     dest[i - dest_lo] = f(np.float32(y[i]), p[i], th) * scale
                     bad = _add(bad, outside(y[i], p[i]))
-            return np.int64(bad)
+            return np.int64(bad < _ZERO32)
         return fill
 
     def fill_value_grad_template(f, outside=outside):
@@ -343,7 +359,7 @@ def _float32_templates(spec, value, grad, binary_value, y_ok, p_ok, parallel):
                     values[i - lo] = f(yi, p[i], th)
                     out[i] = grad(yi, p[i], th) * scale
                     bad = _add(bad, outside(y[i], p[i]))
-            return np.int64(bad)
+            return np.int64(bad < _ZERO32)
         return fill_value_grad
 
     fill_value = fill_template(value)     # called with scale 1, which folds away

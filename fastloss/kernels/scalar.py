@@ -374,12 +374,41 @@ def _signed_binary(v):
     return v == -1.0 or v == 1.0 or v == 0.0 or v != v
 
 
+@jit
+def _unit_shortfall(v):
+    q = v * (fmath.as_type_of(1.0, v) - v)       # < 0 outside [0, 1], -inf at +-inf
+    return q if q < 0.0 else fmath.as_type_of(0.0, v)
+
+
+@jit
+def _nonneg_shortfall(v):
+    return v if v < 0.0 else fmath.as_type_of(0.0, v)
+
+
+def _shortfall_of(ok):
+    @jit
+    def shortfall(v):
+        return fmath.as_type_of(0.0, v) if ok(v) else fmath.as_type_of(-1.0, v)
+    return shortfall
+
+
 DOMAIN_CHECKS = {
     "real": _any_real,
     "unit": _in_unit,
     "nonneg": _nonneg,
     "binary": _binary,
     "signed_binary": _signed_binary,
+}
+# The same checks as numbers, for the float32 kernels: 0 inside the domain (and for NaN),
+# negative outside it, in v's float type.  A sum of them is negative exactly when one
+# input is outside (no term is positive), and costs fewer operations per vector than
+# a count of failed comparisons for the interval domains.
+DOMAIN_SHORTFALLS = {
+    "real": _shortfall_of(_any_real),
+    "unit": _unit_shortfall,
+    "nonneg": _nonneg_shortfall,
+    "binary": _shortfall_of(_binary),
+    "signed_binary": _shortfall_of(_signed_binary),
 }
 
 
