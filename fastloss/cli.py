@@ -39,7 +39,7 @@ def _throughput_tables(rows, bandwidth):
         for r in (r for r in rows if r.method == method):
             body.append([r.loss] + [_fmt_ms(r.seconds.get(k)) for k in ("fastloss",) + PEER_COLUMNS]
                         + [_fmt_ratio(r.speedup(k)) for k in PEER_COLUMNS]
-                        + [f"{r.gbs():.1f}", f"{100 * r.gbs() / bandwidth[bw_key]:.0f}%"])
+                        + [f"{r.gbs():.1f}", f"{100 * r.gbs() / (r.bandwidth or bandwidth)[bw_key]:.0f}%"])
         headers = (["loss", "fastloss ms", "numpy ms", "torch ms", "sklearn ms",
                     "vs numpy", "vs torch", "vs sklearn", "GB/s", f"of {bw_label} bw"])
         title = ("value (mean): reads y_true and y_pred" if method == "value" else
@@ -162,7 +162,9 @@ def bench(args):
         print(json.dumps({
             "n": n, "dtype": str(dtype), "threads": fl.get_num_threads(),
             "bandwidth_gbs": {"read": bw["read"], "read_write": bw["read_write"]},
-            "rows": [{"loss": r.loss, "method": r.method, "seconds": r.seconds, "gbs": r.gbs()}
+            "rows": [{"loss": r.loss, "method": r.method, "seconds": r.seconds, "gbs": r.gbs(),
+                      "bandwidth_beside": r.bandwidth and {k: r.bandwidth[k] for k in
+                                                           ("read", "read_write")}}
                      for r in rows],
             "cross_entropy": ce, "linear_cross_entropy": {"shape": lce_shape, **lce},
             "small_call_us": small, "startup_s": start,
@@ -174,7 +176,14 @@ def bench(args):
     print(f"memory bandwidth measured here: read {bw['read']:.1f} GB/s "
           f"(best of 1-3 streams over 1..{max(t for _, t, _ in bw['detail'])} threads, "
           f"probed before and after the losses), "
-          f"2 reads + 1 write {bw['read_write']:.1f} GB/s\n")
+          f"2 reads + 1 write {bw['read_write']:.1f} GB/s")
+    beside = [r.bandwidth for r in rows if r.bandwidth]
+    if beside:
+        print("each loss's share is of the bandwidth probed right before and after its own "
+              f"runs, with streams of its size: read {min(b['read'] for b in beside):.1f}-"
+              f"{max(b['read'] for b in beside):.1f} GB/s, 2 reads + 1 write "
+              f"{min(b['read_write'] for b in beside):.1f}-{max(b['read_write'] for b in beside):.1f}")
+    print()
     print(_throughput_tables(rows, bw))
     print("\n" + _cross_entropy_line(ce, bw))
     print(_linear_ce_line(lce, lce_shape))

@@ -282,6 +282,7 @@ register(LossSpec(
     test_params=({"log_target": True},),
     extra_reductions=("batchmean",),
     example_y_domain="unit",
+    constant_param=("log_target", False),
 ))
 register(LossSpec(
     name="sigmoid_focal",

@@ -42,11 +42,12 @@ PARALLEL_MIN_SIZE = 1 << 16
 # them at the Numba IR level and would take the kernel's flags, and its stable
 # forms must be kept as written.  Only the block sums may be reassociated
 # (which lets LLVM vectorize them): they go through ``_add``, whose one
-# instruction carries the flag after LLVM inlines it.
+# instruction carries the flag after LLVM inlines it (with nsz, so that adding a
+# constant 0.0, a domain shortfall that cannot be negative, folds away).
 KERNEL_OPTIONS = dict(fastmath={"contract", "nsz"}, error_model="numpy", nogil=True)
 
 
-@njit(fastmath={"reassoc"}, error_model="numpy")
+@njit(fastmath={"reassoc", "nsz"}, error_model="numpy")
 def _add(s, v):
     return s + v
 
@@ -121,8 +122,9 @@ def _loss_templates(name, parallel):
 def _templates(spec, value, grad, hess, binary_value, parallel):
     """The kernels of one loss from its scalar (value, grad, hess) and, if it has one,
     its value for labels in {0, 1} (``scalar.BINARY_LABEL_VALUES``)."""
-    y_ok = scalar.DOMAIN_CHECKS[spec.y_domain]
-    p_ok = scalar.DOMAIN_CHECKS[spec.p_domain]
+    # Domains are checked by summing shortfalls: negative exactly when an input is outside.
+    y_short = scalar.DOMAIN_SHORTFALLS[spec.y_domain]
+    p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def reduce_value(y, p, w, th):
@@ -132,7 +134,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
             s = 0.0
-            k = 0
+            k = 0.0
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -140,9 +142,9 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                 if w is not None:
                     v = v * np.float64(w[i])
                 s = _add(s, v)
-                k += not (y_ok(yi) and p_ok(pi))
+                k = _add(k, y_short(yi) + p_short(pi))
             sums[b] = s
-            bad[b] = k
+            bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
@@ -151,7 +153,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            k = 0
+            k = 0.0
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -159,8 +161,8 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                 if w is not None:
                     v = v * np.float64(w[i])
                 out[i] = v
-                k += not (y_ok(yi) and p_ok(pi))
-            bad[b] = k
+                k = _add(k, y_short(yi) + p_short(pi))
+            bad[b] = k < 0.0
         return bad.sum()
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
@@ -169,7 +171,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            k = 0
+            k = 0.0
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -177,8 +179,8 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                 if w is not None:
                     g = g * np.float64(w[i])
                 out[i] = g
-                k += not (y_ok(yi) and p_ok(pi))
-            bad[b] = k
+                k = _add(k, y_short(yi) + p_short(pi))
+            bad[b] = k < 0.0
         return bad.sum()
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
@@ -189,7 +191,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
             s = 0.0
-            k = 0
+            k = 0.0
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -201,9 +203,9 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                     g = g * wi
                 s = _add(s, v)
                 out[i] = g
-                k += not (y_ok(yi) and p_ok(pi))
+                k = _add(k, y_short(yi) + p_short(pi))
             sums[b] = s
-            bad[b] = k
+            bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
@@ -212,7 +214,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            k = 0
+            k = 0.0
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -224,8 +226,8 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                     h = h * wi
                 gout[i] = g
                 hout[i] = h
-                k += not (y_ok(yi) and p_ok(pi))
-            bad[b] = k
+                k = _add(k, y_short(yi) + p_short(pi))
+            bad[b] = k < 0.0
         return bad.sum()
 
     kinds = {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,

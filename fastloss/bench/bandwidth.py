@@ -96,6 +96,31 @@ def measure(n=1 << 26, repeats=3, max_threads=None):
     return {"read": read, "read_write": read_write, "detail": detail}
 
 
+class Beside:
+    """A quick probe at the benchmark's own size, to run right beside each measurement.
+
+    The machine's bandwidth changes while a benchmark runs (neighbours on the
+    host), and streams of the benchmark's size can read faster than the 256 MiB
+    ones of ``measure`` (the host's caches): a share judged against either alone
+    can exceed 100% or understate one.  ``nbytes`` per stream; all threads.
+    """
+
+    def __init__(self, nbytes, repeats=2):
+        n = max(nbytes // 4, 1)
+        self.arrays = [np.full(n, k, dtype=np.float32) for k in (1.0, 2.0, 3.0)]
+        self.out = np.empty(n, np.float32)
+        self.repeats = repeats
+
+    def __call__(self):
+        """{"read": GB/s, "read_write": GB/s} now (2 and 3 read streams; the triad)."""
+        a, c, d = self.arrays
+        nbytes = 4 * a.shape[0]
+        read = max(2 * nbytes / _best(_read2, (a, c), self.repeats),
+                   3 * nbytes / _best(_read3, (a, c, d), self.repeats))
+        read_write = 3 * nbytes / _best(_triad, (a, c, self.out), self.repeats)
+        return {"read": read / 1e9, "read_write": read_write / 1e9, "detail": []}
+
+
 def best_of(*measurements):
     """The better of several ``measure`` results (each rate's maximum, all the detail)."""
     return {"read": max(m["read"] for m in measurements),

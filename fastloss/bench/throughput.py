@@ -13,8 +13,14 @@ import numpy as np
 
 import fastloss as fl
 from fastloss import peers
-from fastloss.examples import inputs
+from fastloss.bench import bandwidth
+from fastloss.examples import draw, inputs
 from fastloss.specs import REGISTRY
+
+# Losses measured a second time, on targets other than their examples' (row name, y_true
+# domain).  binary_cross_entropy's examples are soft labels in [0, 1]; with 0/1 labels,
+# its usual use, its kernels take one logarithm per element instead of two.
+EXTRA_CASES = {"binary_cross_entropy": (("binary_cross_entropy, 0/1 labels", "binary"),)}
 
 
 def best_time(fn, repeats, warmup=True):
@@ -34,6 +40,8 @@ class Row:
     method: str            # "value" or "value_and_grad"
     bytes_moved: int       # bytes a fused kernel must read (and write)
     seconds: dict = field(default_factory=dict)   # implementation -> best seconds
+    # the bandwidth probed right before and after fastloss's runs (bandwidth.Beside)
+    bandwidth: dict = None
 
     def speedup(self, peer):
         if peer not in self.seconds or "fastloss" not in self.seconds:
@@ -99,37 +107,46 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
     threads = fl.get_num_threads()
     rng = np.random.default_rng(0)
     itemsize = np.dtype(dtype).itemsize
-    data = {name: inputs(name, n, rng, dtype) for name in names}
+    data, losses = {}, {}           # row name -> (y, p), loss name
+    for name in names:
+        data[name] = inputs(name, n, rng, dtype)
+        losses[name] = name
+        for row, y_domain in EXTRA_CASES.get(name, ()):
+            data[row] = draw(y_domain, rng, (n,)).astype(dtype), data[name][1]
+            losses[row] = name
+    beside = bandwidth.Beside(itemsize * n)
     out = np.empty(n, dtype)
     rows = {}
-    for name in names:
+    for row, name in losses.items():
         if progress:
-            progress(name)
-        y, p = data[name]
+            progress(row)
+        y, p = data[row]
         loss = fl.get(name)
-        value = rows[name, "value"] = Row(name, "value", 2 * itemsize * n)
-        fused = rows[name, "value_and_grad"] = Row(name, "value_and_grad", 3 * itemsize * n)
+        value = rows[row, "value"] = Row(row, "value", 2 * itemsize * n)
+        fused = rows[row, "value_and_grad"] = Row(row, "value_and_grad", 3 * itemsize * n)
+        before = beside()
         value.seconds["fastloss"] = best_time(lambda: loss(y, p), repeats)
         fused.seconds["fastloss"] = best_time(lambda: loss.value_and_grad(y, p, out=out), repeats)
+        value.bandwidth = fused.bandwidth = bandwidth.best_of(before, beside())
     # the baselines are slower: fewer runs suffice, and --quick skips their warm-up
     reps = max(1, repeats // 2)
     warm = repeats > 2
-    for name in names:
-        y, p = data[name]
+    for row, name in losses.items():
+        y, p = data[row]
         loss = fl.get(name)
-        rows[name, "value"].seconds["numpy"] = best_time(
+        rows[row, "value"].seconds["numpy"] = best_time(
             lambda: loss(y, p, backend="numpy"), reps, warm)
-        rows[name, "value_and_grad"].seconds["numpy"] = best_time(
+        rows[row, "value_and_grad"].seconds["numpy"] = best_time(
             lambda: loss.value_and_grad(y, p, backend="numpy"), reps, warm)
     if peers_too:
         for make_runners, label in ((_torch_runners, "torch"), (_sklearn_runners, "sklearn")):
-            for name in names:
-                y, p = data[name]
+            for row, name in losses.items():
+                y, p = data[row]
                 runners = make_runners(name, y, p, threads)
                 if runners[0] is not None:
-                    rows[name, "value"].seconds[label] = best_time(runners[0], reps, warm)
-                    rows[name, "value_and_grad"].seconds[label] = best_time(runners[1], reps, warm)
-    return [rows[name, method] for name in names for method in ("value", "value_and_grad")]
+                    rows[row, "value"].seconds[label] = best_time(runners[0], reps, warm)
+                    rows[row, "value_and_grad"].seconds[label] = best_time(runners[1], reps, warm)
+    return [rows[row, method] for row in losses for method in ("value", "value_and_grad")]
 
 
 def small_call_overhead(repeats=2000):

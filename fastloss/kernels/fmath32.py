@@ -26,7 +26,7 @@ width.
 import numpy as np
 from numba import njit
 
-from .fmath import SCALAR_OPTIONS, f32_as_i32, i32_as_f32
+from .fmath import SCALAR_OPTIONS, _clamp, f32_as_i32, i32_as_f32
 
 _F = np.float32
 _I = np.int32
@@ -79,14 +79,6 @@ _X2, _X3, _X4, _X5, _X6 = (_F(0.9999998807907104), _F(0.3333304524421692),
                            _F(0.08333658427000046), _F(0.016737064346671104),
                            _F(0.0027636592276394367))
 _MANTISSA = _I(0x007FFFFF)
-
-
-@njit(**SCALAR_OPTIONS)
-def _clamp(x, lo, hi):
-    """x clamped to [lo, hi]; NaN stays NaN (one vmaxps and one vminps, which pass
-    their second operand through when one is NaN), so no NaN select is needed."""
-    x = lo if lo > x else x
-    return hi if hi < x else x
 
 
 @njit(**SCALAR_OPTIONS)

@@ -192,7 +192,8 @@ def poisson_nll_hess(y, p, th):
 def kl_div_value(y, p, th):
     log_target = th[0] != 0.0
     with_log_target = fmath.fexp(y) * (y - p)
-    ylogy = y * fmath.flog(y) if y > 0.0 else (0.0 if y == 0.0 else np.nan)
+    # y log y (x log x -> 0 at 0; +inf stays +inf: log_of_positive is finite and positive there)
+    ylogy = y * fmath.log_of_positive(y) if y > 0.0 else (0.0 if y == 0.0 else np.nan)
     return with_log_target if log_target else ylogy - y * p
 
 
@@ -364,14 +365,15 @@ def _nonneg(v):
     return not (v < 0.0)
 
 
+# (| rather than "or": no branches, which would stop a loop vectorizing)
 @jit
 def _binary(v):
-    return v == 0.0 or v == 1.0 or v != v
+    return (v == 0.0) | (v == 1.0) | (v != v)
 
 
 @jit
 def _signed_binary(v):
-    return v == -1.0 or v == 1.0 or v == 0.0 or v != v
+    return (v == -1.0) | (v == 1.0) | (v == 0.0) | (v != v)
 
 
 @jit
@@ -386,9 +388,11 @@ def _nonneg_shortfall(v):
 
 
 def _shortfall_of(ok):
+    # -1 or -0 from the boolean as a number: a select on it ("0 if ok else -1") stopped
+    # LLVM vectorizing the loops it sits in
     @jit
     def shortfall(v):
-        return fmath.as_type_of(0.0, v) if ok(v) else fmath.as_type_of(-1.0, v)
+        return -fmath.as_type_of(not ok(v), v)
     return shortfall
 
 
