@@ -27,7 +27,7 @@ from numba.np.numpy_support import as_dtype
 from .. import _config
 from .. import _validation as arrays  # noqa: F401  (host arrays in, host arrays out)
 from ..kernels import cache, scalar
-from ..kernels.memory import PREFETCH_CHUNK, PREFETCH_DISTANCE, prefetch_range
+from ..kernels.memory import PREFETCH_CHUNK, prefetch_chunk
 from ..specs import REGISTRY
 
 _config.choose_fork_safe_threading_layer()
@@ -339,10 +339,7 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
         def fill(y, p, th, scale, lo, hi, dest, dest_lo):
             bad = _ZERO32
             for c in range(lo, hi, PREFETCH_CHUNK):
-                e = min(c + PREFETCH_CHUNK, hi)
-                prefetch_range(y, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
-                prefetch_range(p, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
-                for i in range(c, e):
+                for i in range(c, prefetch_chunk(y, p, c, hi)):
                     dest[i - dest_lo] = f(np.float32(y[i]), p[i], th) * scale
                     bad = _add(bad, outside(y[i], p[i]))
             return np.int64(bad < _ZERO32)
@@ -353,10 +350,7 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
         def fill_value_grad(y, p, th, scale, lo, hi, values, out):
             bad = _ZERO32
             for c in range(lo, hi, PREFETCH_CHUNK):
-                e = min(c + PREFETCH_CHUNK, hi)
-                prefetch_range(y, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
-                prefetch_range(p, c + PREFETCH_DISTANCE, e + PREFETCH_DISTANCE)
-                for i in range(c, e):
+                for i in range(c, prefetch_chunk(y, p, c, hi)):
                     yi = np.float32(y[i])
                     values[i - lo] = f(yi, p[i], th)
                     out[i] = grad(yi, p[i], th) * scale
