@@ -54,7 +54,8 @@ def _cross_entropy_line(ce, bw):
     fwd, fb = ce["forward"], ce["forward_backward"]
     gbs = ce["bytes"] / fwd["fastloss"] / 1e9
     parts = [f"cross_entropy ({N}, {C}) float32: forward {fwd['fastloss'] * 1e3:.0f} ms "
-             f"({gbs:.1f} GB/s, {100 * gbs / bw['read']:.0f}% of read bw), "
+             f"({gbs:.1f} GB/s, {100 * gbs / ce.get('bandwidth', bw)['read']:.0f}% of the read bw "
+             f"probed beside it), "
              f"NumPy {fwd['numpy'] * 1e3:.0f} ms ({fwd['numpy'] / fwd['fastloss']:.1f}x)"]
     if "torch" in fwd:
         parts.append(f"PyTorch {fwd['torch'] * 1e3:.0f} ms ({fwd['torch'] / fwd['fastloss']:.1f}x)")

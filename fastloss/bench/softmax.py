@@ -3,6 +3,7 @@ import numpy as np
 
 import fastloss as fl
 
+from . import bandwidth
 from .throughput import best_time
 
 
@@ -19,10 +20,16 @@ def measure(N=8192, C=32000, repeats=3, peers_too=True):
     labels = rng.integers(0, C, N)
     loss = fl.get("cross_entropy")
     out = np.empty_like(x)
+    # the bandwidth right beside the forward, as for the elementwise rows: two streams
+    # that together hold as many bytes as the logits (up to 256 MiB each)
+    beside = bandwidth.Beside(min(x.nbytes // 2, 1 << 28))
+    before = beside()
     result = {"shape": (N, C), "bytes": x.nbytes,
-              "forward": {"fastloss": best_time(lambda: loss(labels, x), repeats)},
-              "forward_backward": {"fastloss": best_time(
-                  lambda: loss.value_and_grad(labels, x, out=out), repeats)}}
+              "forward": {"fastloss": best_time(lambda: loss(labels, x), repeats)}}
+    result["bandwidth"] = bandwidth.best_of(before, beside())
+    del beside
+    result["forward_backward"] = {"fastloss": best_time(
+        lambda: loss.value_and_grad(labels, x, out=out), repeats)}
     reps = max(1, repeats // 2)
     result["forward"]["numpy"] = best_time(lambda: _numpy_forward(labels, x), reps)
     if peers_too:
