@@ -12,8 +12,11 @@ from .specs import DOMAINS, REGISTRY
 def _resolve_backend(backend, *arrays):
     name = _config.get_backend() if backend is None else _config.check_backend(backend)
     if name == "auto":
-        on_device = any(backends.on_device(a) for a in arrays)
-        name = "cuda" if on_device else "cpu"
+        name = "cpu"
+        for a in arrays:        # a loop, not any(...): this runs on every call
+            if type(a) is not np.ndarray and a is not None and backends.on_device(a):
+                name = "cuda"
+                break
     return backends.load(name)
 
 
