@@ -8,8 +8,9 @@
 * ``weight_stats(w) -> (sum, count of negative weights)``
 
 ``w`` is None or one weight per element; ``scale`` multiplies the gradient
-(1/n or 1/sum(w) for a mean); "invalid" counts elements outside the loss's
-input domains, which the caller turns into a ValueError.  The modules are
+(1/n or 1/sum(w) for a mean); "invalid" is nonzero when an element lies
+outside the loss's input domains (the CPU kernels count the blocks that hold
+one), which the caller turns into a ValueError naming the first such element.  The modules are
 imported on first use, so ``import fastloss`` never imports Numba.
 """
 import importlib
