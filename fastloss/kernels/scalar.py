@@ -403,7 +403,7 @@ DOMAIN_CHECKS = {
     "binary": _binary,
     "signed_binary": _signed_binary,
 }
-# The same checks as numbers, for the float32 kernels: 0 inside the domain (and for NaN),
+# The same checks as numbers, for the CPU kernels: 0 inside the domain (and for NaN),
 # negative outside it, in v's float type.  A sum of them is negative exactly when one
 # input is outside (no term is positive), and costs fewer operations per vector than
 # a count of failed comparisons for the interval domains.
