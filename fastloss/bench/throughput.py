@@ -128,6 +128,7 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
         value.seconds["fastloss"] = best_time(lambda: loss(y, p), repeats)
         fused.seconds["fastloss"] = best_time(lambda: loss.value_and_grad(y, p, out=out), repeats)
         value.bandwidth = fused.bandwidth = bandwidth.best_of(before, beside())
+    del beside                  # its streams: the peers below need the memory more
     # the baselines are slower: fewer runs suffice, and --quick skips their warm-up
     reps = max(1, repeats // 2)
     warm = repeats > 2
