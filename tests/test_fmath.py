@@ -144,3 +144,28 @@ def test_log_of_positive_matches_log_on_positive_numbers(dtype):
     assert ulps.max() <= 2.0, f"{ulps.max()} ulp at x={x[ulps.argmax()]!r}"
     _log_of_positive(np.array([np.inf], dtype), out[:1])
     assert np.isfinite(out[0]) and out[0] > 700 * (dtype == np.float64) + 80 * (dtype == np.float32)
+
+
+@njit
+def _quotients(a, b, out):
+    for i in range(a.shape[0]):
+        out[i] = fmath.log1p_quotient(a[i], b[i])
+
+
+@pytest.mark.parametrize("dtype, max_ulp", [(np.float64, 2.5), (np.float32, 2.5)])
+def test_log1p_quotient_is_log1p_of_the_quotient(dtype, max_ulp):
+    rng = np.random.default_rng(11)
+    b = np.exp(rng.uniform(-30, 30, 100_000)).astype(dtype)
+    f = np.concatenate([rng.uniform(0, 0.26, 90_000), np.exp(-rng.uniform(1.35, 60, 10_000))])
+    a = (f * b).astype(dtype)
+    a[:3], b[:3] = [0.0, np.nan, 1.0], [1.0, 1.0, np.nan]
+    out = np.empty_like(a)
+    _quotients(a, b, out)
+    assert out.dtype == dtype
+    exact = np.log1p(a.astype(np.longdouble) / b.astype(np.longdouble))
+    assert out[0] == 0.0 and np.isnan(out[1]) and np.isnan(out[2])
+    normal = np.abs(exact) >= np.finfo(dtype).tiny
+    normal[:3] = False
+    # s = 2a/(a + 2b) rounds twice before the series: up to about 2 ulp
+    ulps = np.abs(out[normal] - exact[normal]) / np.spacing(np.abs(exact[normal]).astype(dtype))
+    assert ulps.max() <= max_ulp, f"{ulps.max()} ulp at a={a[normal][ulps.argmax()]!r}"

@@ -112,31 +112,29 @@ def smooth_l1_hess(y, p, th):
 @jit
 def log_cosh_value(y, p, th):
     # With a = |r|, u = expm1(a) and v = 1 + u = e^a, log cosh r is
-    #   log1p(u^2 / (2 v))              for a < 1.3 (the argument lies in [0, 1]; exact near 0)
-    #   a - log 2 + log1p(1 / v^2)      beyond (log1p of e^-2a; cancels by a factor 3 at most).
-    # Both are log1p of a number in [0, 1], so one division picks the argument and
-    # one log1p_unit follows.  a is capped at 30 inside the exponential only: beyond
-    # it, 1 / v^2 < 1e-26 no longer changes a - log 2.
+    #   log1p(u^2 / (2 v))              for a < 0.7 (exact near 0)
+    #   a - log 2 + log1p(1 / v^2)      beyond (no cancellation: both terms are positive).
+    # Both are log1p of a quotient in [0, 0.26], one division in log1p_quotient.  a is
+    # capped at 30 inside the exponential only: beyond it, 1 / v^2 < 1e-26 no longer
+    # changes a - log 2.
     a = abs(p - y)
     one = fmath.as_type_of(1.0, a)
     u = fmath.expm1(min(a, fmath.as_type_of(30.0, a)))
     v = one + u
-    near = a < fmath.as_type_of(1.3, a)
-    arg = (u * u if near else one) / (fmath.as_type_of(2.0, a) * v if near else v * v)
-    return fmath.log1p_unit(arg) + (fmath.as_type_of(0.0, a) if near
-                                    else a - fmath.as_type_of(_LOG2, a))
+    near = a < fmath.as_type_of(0.7, a)
+    tail = fmath.log1p_quotient(u * u if near else one, (v + v) if near else v * v)
+    return tail + (fmath.as_type_of(0.0, a) if near else a - fmath.as_type_of(_LOG2, a))
 
 
 @jit
 def log_cosh_grad(y, p, th):
-    # tanh |r| = u (u + 2) / (1 + v^2) with u = expm1(|r|), v = 1 + u: exact near 0,
-    # and the same u as the value's (value_and_grad computes it once).  Beyond
-    # |r| = 30, tanh rounds to 1 and so does this.
+    # tanh |r| = (v^2 - 1) / (v^2 + 1) = n / (n + 2) with u = expm1(|r|), v = 1 + u and
+    # n = v^2 - 1 = u (u + 2): exact near 0, and the same u as the value's
+    # (value_and_grad computes it once).  Beyond |r| = 30, tanh rounds to 1 and so does this.
     r = p - y
-    one = fmath.as_type_of(1.0, r)
     u = fmath.expm1(min(abs(r), fmath.as_type_of(30.0, r)))
-    v = one + u
-    t = u * (u + fmath.as_type_of(2.0, r)) / (one + v * v)
+    n = u * (u + fmath.as_type_of(2.0, r))
+    t = n / (n + fmath.as_type_of(2.0, r))
     return t if r >= 0.0 else -t
 
 
