@@ -72,6 +72,11 @@ class LossSpec:
     # (param, value): the CPU kernels are also built with this parameter as a compiled
     # constant, used when a call passes that value (its default, usually; see backends.cpu).
     constant_param: tuple = ()
+    # LLVM's loop interleave count for the CPU kernels over float32 targets and predictions,
+    # on CPUs with AVX-512 (0: LLVM's own choice).  LLVM picks 1 or 2 for these long loop
+    # bodies; four independent vectors in flight keep the vector units busier where a chain
+    # of dependent polynomial steps would leave them waiting (see backends.cpu.interleaved).
+    float32_interleave: int = 0
 
     def value_in_float32(self, y_dtype, p_dtype):
         """Whether the compiled backends compute this loss's value in float32 for these dtypes.
@@ -204,6 +209,7 @@ register(LossSpec(
     hessian_note="1 - tanh(r)^2.",
     reference="tf.keras.losses.log_cosh; optax.log_cosh.",
     float32_value=True,
+    float32_interleave=4,
 ))
 register(LossSpec(
     name="pinball",
@@ -225,6 +231,7 @@ register(LossSpec(
     reference="torch.nn.functional.poisson_nll_loss(log_input=True).",
     test_params=({"full": True},),
     constant_param=("full", False),
+    float32_interleave=4,
 ))
 register(LossSpec(
     name="hinge",
@@ -252,6 +259,7 @@ register(LossSpec(
     hessian_note="y / max(p^2, 1e-12) + (1 - y) / max((1 - p)^2, 1e-12).",
     reference="torch.nn.functional.binary_cross_entropy (log terms clamped at -100).",
     float32_value=True,
+    float32_interleave=4,
 ))
 register(LossSpec(
     name="binary_cross_entropy_with_logits",
@@ -283,6 +291,7 @@ register(LossSpec(
     extra_reductions=("batchmean",),
     example_y_domain="unit",
     constant_param=("log_target", False),
+    float32_interleave=4,
 ))
 register(LossSpec(
     name="sigmoid_focal",

@@ -77,3 +77,24 @@ def test_the_loss_arithmetic_is_vectorized(name):
         assert vector >= 0.2 * (len(types) - vector), (
             f"{name}.{kind}{signature}: {vector} vector and {len(types) - vector} scalar "
             "floating-point operations")
+
+
+def test_the_interleave_count_is_forced_for_float32_data_only(monkeypatch):
+    import llvmlite.binding
+    from numba import njit
+    options = []
+    monkeypatch.setattr(llvmlite.binding, "set_option", lambda _, option: options.append(option))
+    monkeypatch.setattr(cpu, "_has_avx512", lambda: True)
+
+    @njit
+    def dot(y, p):
+        return (y * p).sum()
+
+    cpu.interleaved(dot, 4)
+    assert dot(np.ones(3), np.ones(3)) == 3.0
+    assert dot(np.ones(3), np.ones(3, np.float32)) == 3.0
+    assert options == []
+    assert dot(np.ones(3, np.float32), np.ones(3, np.float32)) == 3.0
+    assert options == ["-force-vector-interleave=4", "-force-vector-interleave=0"]
+    assert dot(np.ones(3, np.float32), np.ones(3, np.float32)) == 3.0    # compiled once
+    assert len(options) == 2

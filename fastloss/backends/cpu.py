@@ -442,6 +442,42 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
             "grad_f32": grad_f32, "value_and_grad_f32": value_and_grad_f32}
 
 
+def interleaved(dispatcher, count):
+    """Make ``dispatcher`` compile its signatures for float32 targets and predictions
+    with LLVM's loop interleave count forced to ``count`` (``LossSpec.float32_interleave``).
+    Other dtypes keep LLVM's choice: float64 maths spills at four, and a float64
+    target with float32 predictions then sums exactly as with both in float64.
+
+    The count is an LLVM option of the whole process; it is set and reset around
+    each such compilation under Numba's compiler lock, so no other compilation
+    sees it.  Only on CPUs with AVX-512, whose 32 vector registers hold four
+    interleaved copies of a loss's loop without spilling.
+    """
+    if not count or not _has_avx512():
+        return dispatcher
+    compile_default = dispatcher.compile
+
+    def compile(sig):
+        if not all(getattr(t, "dtype", None) == numba.float32 for t in sig[:2]):
+            return compile_default(sig)
+        import llvmlite.binding as llvm
+        from numba.core.compiler_lock import global_compiler_lock
+        with global_compiler_lock:
+            llvm.set_option("", f"-force-vector-interleave={count}")
+            try:
+                return compile_default(sig)
+            finally:
+                llvm.set_option("", "-force-vector-interleave=0")
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
+def _has_avx512():
+    import llvmlite.binding as llvm
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
+
 _kernels = {}
 _build_lock = threading.Lock()
 
@@ -462,8 +498,10 @@ def kernels(name, parallel):
                 from ..custom import get_custom
                 custom = get_custom(name)
                 label = name if custom is None else f"{name}-{custom.digest}"
+                interleave = 0 if name == "weights" else REGISTRY[name].float32_interleave
                 for kind, disp in ks.items():
                     cache.enable(disp, f"{label}-{kind}-{variant}")
+                    interleaved(disp, interleave)
                 _kernels[key] = ks
     return ks
 
