@@ -118,11 +118,12 @@ _LG7 = 1.479819860511658591e-01
 
 @njit(**SCALAR_OPTIONS)
 def _exp_reduce(x):
-    """(k, r) with x = k ln2 + r, |r| <= ln2/2, k as an exact float64."""
+    """(t, k, r) with x = k ln2 + r, |r| <= ln2/2, k as an exact float64 and
+    t = k + 1.5 * 2^52, whose low bits hold k as an integer."""
     t = x * _LOG2E + _SHIFTER
     k = t - _SHIFTER
     r = (x - k * _LN2_HI) - k * _LN2_LO
-    return k, r
+    return t, k, r
 
 
 @njit(**SCALAR_OPTIONS)
@@ -142,12 +143,12 @@ def _expm1_poly(r):
 
 
 @njit(**SCALAR_OPTIONS)
-def _pow2_halves(k):
-    """Two float64 factors whose product is 2^k, each a normal number."""
-    ki = f64_as_i64(k + _SHIFTER) - _SHIFTER_BITS
-    k1 = ki >> 1
-    k2 = ki - k1
-    return i64_as_f64((k1 + 1023) << 52), i64_as_f64((k2 + 1023) << 52)
+def _pow2_halves(t):
+    """Two normal float64 factors whose product is 2^k, from ``_exp_reduce``'s t, for k in
+    [-1076, 1025]: their biased exponents split k + 2046 = bits(t) - bits(1.5 * 2^52) + 2046."""
+    b = f64_as_i64(t) - (_SHIFTER_BITS - 2046)
+    e1 = b >> 1
+    return i64_as_f64(e1 << 52), i64_as_f64((b - e1) << 52)
 
 
 @njit(**SCALAR_OPTIONS)
@@ -161,8 +162,8 @@ def _clamp(x, lo, hi):
 @njit(**SCALAR_OPTIONS)
 def fexp(x):
     """e^x."""
-    k, r = _exp_reduce(_clamp(x, _EXP_LO, _EXP_HI))
-    s1, s2 = _pow2_halves(k)
+    t, k, r = _exp_reduce(_clamp(x, _EXP_LO, _EXP_HI))
+    s1, s2 = _pow2_halves(t)
     return ((1.0 + _expm1_poly(r)) * s1) * s2
 
 
@@ -170,8 +171,8 @@ def fexp(x):
 def fexpm1(x):
     """e^x - 1, accurate near 0."""
     xc = min(max(x, -60.0), _EXP_HI)
-    k, r = _exp_reduce(xc)
-    s1, s2 = _pow2_halves(k)
+    t, k, r = _exp_reduce(xc)
+    s1, s2 = _pow2_halves(t)
     p = _expm1_poly(r)
     scale = s1 * s2
     y = (p * s1) * s2 + (scale - 1.0)
