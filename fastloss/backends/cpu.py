@@ -96,6 +96,19 @@ def _weight_template(parallel):
     return weight_stats
 
 
+def _no_shortfall(y, p):
+    raise NotImplementedError("for use inside Numba-compiled code")
+
+
+@overload(_no_shortfall, inline="always")
+def _no_shortfall_typed(y, p):
+    """The zero a kernel's domain shortfalls are summed onto: float32 when both inputs are
+    float32 (their shortfalls are, and a float64 sum would convert each), else float64."""
+    if y.dtype == numba.float32 and p.dtype == numba.float32:
+        return lambda y, p: _ZERO32
+    return lambda y, p: 0.0
+
+
 def _loss_templates(name, parallel):
     """The kernels of loss ``name``, as jitted closures over its scalar maths.
 
@@ -134,7 +147,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
             s = 0.0
-            k = 0.0
+            k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -142,7 +155,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                 if w is not None:
                     v = v * np.float64(w[i])
                 s = _add(s, v)
-                k = _add(k, y_short(yi) + p_short(pi))
+                k = _add(k, y_short(y[i]) + p_short(p[i]))
             sums[b] = s
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
@@ -153,7 +166,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            k = 0.0
+            k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -161,7 +174,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                 if w is not None:
                     v = v * np.float64(w[i])
                 out[i] = v
-                k = _add(k, y_short(yi) + p_short(pi))
+                k = _add(k, y_short(y[i]) + p_short(p[i]))
             bad[b] = k < 0.0
         return bad.sum()
 
@@ -171,7 +184,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            k = 0.0
+            k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -179,7 +192,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                 if w is not None:
                     g = g * np.float64(w[i])
                 out[i] = g
-                k = _add(k, y_short(yi) + p_short(pi))
+                k = _add(k, y_short(y[i]) + p_short(p[i]))
             bad[b] = k < 0.0
         return bad.sum()
 
@@ -191,7 +204,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
             s = 0.0
-            k = 0.0
+            k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -203,7 +216,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                     g = g * wi
                 s = _add(s, v)
                 out[i] = g
-                k = _add(k, y_short(yi) + p_short(pi))
+                k = _add(k, y_short(y[i]) + p_short(p[i]))
             sums[b] = s
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
@@ -214,7 +227,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            k = 0.0
+            k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
                 yi = np.float64(y[i])
                 pi = np.float64(p[i])
@@ -226,7 +239,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
                     h = h * wi
                 gout[i] = g
                 hout[i] = h
-                k = _add(k, y_short(yi) + p_short(pi))
+                k = _add(k, y_short(y[i]) + p_short(p[i]))
             bad[b] = k < 0.0
         return bad.sum()
 
