@@ -359,32 +359,32 @@ log_reduce = _in_own_precision(_flog_reduce, "log_reduce")
 _ONE_MINUS_SQRT_HALF = 0.2928932188134524     # 1 - sqrt(2)/2
 
 
-def log1p_quotient(a, b):
-    """log(1 + a/b) for a/b in [0, 0.26] (b > 0), in the arguments' own float type."""
-    from . import fmath32
-    return fmath32.log1p_quotient(a, b) if isinstance(b, np.float32) else flog1p_quotient(a, b)
-
-
-@overload(log1p_quotient, jit_options=SCALAR_OPTIONS, inline="always")
-def _log1p_quotient_typed(a, b):
-    if b == types.float32:
+def _pair_in_own_precision(f64_version, name, doc):
+    """``name``(a, b) computed in b's float type: ``fmath32.name`` for float32, else
+    ``f64_version`` (``_in_own_precision`` for functions of two arguments)."""
+    def in_own_precision(a, b):
         from . import fmath32
-        return lambda a, b: fmath32.log1p_quotient(a, b)
-    return lambda a, b: flog1p_quotient(a, b)
+        return getattr(fmath32, name)(a, b) if isinstance(b, np.float32) else f64_version(a, b)
+
+    @overload(in_own_precision, jit_options=SCALAR_OPTIONS, inline="always")
+    def _typed(a, b):
+        if b == types.float32:
+            from . import fmath32
+            f32_version = getattr(fmath32, name)
+            return lambda a, b: f32_version(a, b)
+        return lambda a, b: f64_version(a, b)
+
+    in_own_precision.__name__ = in_own_precision.__qualname__ = name.lstrip("_")
+    in_own_precision.__doc__ = doc
+    return in_own_precision
 
 
-def log_kernel(k, f):
-    """k log 2 + log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1], in f's own float type."""
-    from . import fmath32
-    return fmath32._log_kernel(k, f) if isinstance(f, np.float32) else _log_kernel(k, f)
-
-
-@overload(log_kernel, jit_options=SCALAR_OPTIONS, inline="always")
-def _log_kernel_typed(k, f):
-    if f == types.float32:
-        from . import fmath32
-        return lambda k, f: fmath32._log_kernel(k, f)
-    return lambda k, f: _log_kernel(k, f)
+log1p_quotient = _pair_in_own_precision(
+    flog1p_quotient, "log1p_quotient",
+    "log(1 + a/b) for a/b in [0, 0.26] (b > 0), in the arguments' own float type.")
+log_kernel = _pair_in_own_precision(
+    _log_kernel, "_log_kernel",
+    "k log 2 + log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1], in f's own float type.")
 
 
 @njit(inline="always", **SCALAR_OPTIONS)
