@@ -98,3 +98,17 @@ def test_the_interleave_count_is_forced_for_float32_data_only(monkeypatch):
     assert options == ["-force-vector-interleave=4", "-force-vector-interleave=0"]
     assert dot(np.ones(3, np.float32), np.ones(3, np.float32)) == 3.0    # compiled once
     assert len(options) == 2
+
+
+def test_the_maths_the_kernels_call_is_built_with_the_kernels_fast_math_flags():
+    """A jitted function without fast-math flags of its own takes those of its first
+    caller, and Numba reuses that build for every later caller: a first call from plain
+    Numba code would leave the kernels compiled after it with a build of fmath without
+    fused multiply-adds (other last bits; 1.8x slower binary_cross_entropy_with_logits)."""
+    import numba
+    from fastloss.kernels import fmath, fmath32, memory
+    functions = [f for module in (fmath, fmath32, memory) for f in vars(module).values()
+                 if isinstance(f, numba.core.registry.CPUDispatcher)]
+    assert len(functions) > 20
+    for f in functions:
+        assert f.targetoptions.get("fastmath") == cpu.KERNEL_OPTIONS["fastmath"], f.__name__
