@@ -92,14 +92,14 @@ def smooth_l1_value(y, p, th):
     b = th[0]
     r = p - y
     a = abs(r)
-    return 0.5 * r * r / b if a < b else a - 0.5 * b
+    return (0.5 / b) * (r * r) if a < b else a - 0.5 * b      # 0.5 / b: once per kernel
 
 
 @jit
 def smooth_l1_grad(y, p, th):
     b = th[0]
     r = p - y
-    return r / b if abs(r) < b else _sign(r)
+    return r * (1.0 / b) if abs(r) < b else _sign(r)           # 1 / b: once per kernel
 
 
 @jit
