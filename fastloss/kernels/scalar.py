@@ -394,6 +394,29 @@ def _shortfall_of(ok):
     return shortfall
 
 
+@jit
+def _as_float(v):
+    return v + fmath.as_type_of(0.0, v)     # float32 stays float32; integers become float64
+
+
+@jit
+def _negative_or_zero(q):
+    return q if q < 0.0 else fmath.as_type_of(0.0, q)     # NaN -> 0 (accepted)
+
+
+@jit
+def _binary_shortfall(v):
+    x = _as_float(v)
+    return _negative_or_zero(-abs(x * (x - fmath.as_type_of(1.0, x))))   # 0 only at 0 and 1
+
+
+@jit
+def _signed_binary_shortfall(v):
+    # x (x^2 - 1) is 0 only at -1, 0 and 1: x^2 rounds to 1 for x = +-1 alone
+    x = _as_float(v)
+    return _negative_or_zero(-abs(x * (x * x - fmath.as_type_of(1.0, x))))
+
+
 DOMAIN_CHECKS = {
     "real": _any_real,
     "unit": _in_unit,
@@ -409,8 +432,8 @@ DOMAIN_SHORTFALLS = {
     "real": _shortfall_of(_any_real),
     "unit": _unit_shortfall,
     "nonneg": _nonneg_shortfall,
-    "binary": _shortfall_of(_binary),
-    "signed_binary": _shortfall_of(_signed_binary),
+    "binary": _binary_shortfall,
+    "signed_binary": _signed_binary_shortfall,
 }
 
 
