@@ -66,8 +66,8 @@ class LossSpec:
     custom: bool = False
     # Its value and gradient are computed in float32 for float32 data by the CPU backend
     # (the value also by the CUDA one): a few ulp of float32, within the float32 accuracy
-    # contract, twice the vector lanes of float64.  Set for the transcendental losses whose
-    # scalar value and gradient functions are written for either precision.
+    # contract, twice the vector lanes of float64.  Set for the losses whose scalar value
+    # and gradient functions are written for either precision.
     float32_value: bool = False
     # (param, value): the CPU kernels are also built with this parameter as a compiled
     # constant, used when a call passes that value (its default, usually; see backends.cpu).
@@ -75,8 +75,14 @@ class LossSpec:
     # LLVM's loop interleave count for the CPU kernels over float32 targets and predictions,
     # on CPUs with AVX-512 (0: LLVM's own choice).  LLVM picks 1 or 2 for these long loop
     # bodies; four independent vectors in flight keep the vector units busier where a chain
-    # of dependent polynomial steps would leave them waiting (see backends.cpu.interleaved).
+    # of dependent polynomial steps would leave them waiting (see backends.cpu.tuned_for_float32).
     float32_interleave: int = 0
+    # With float32_value: the CPU kernels compute the float32 value and gradient in the
+    # float64 kernels' one pass over the inputs (summed in float64 as they go), not in a
+    # first pass to a buffer of float32 values and a second that sums them.  For the
+    # arithmetic losses, a handful of operations per element: the second pass would cost
+    # more than the float32 lanes save.
+    float32_in_one_pass: bool = False
 
     def value_in_float32(self, y_dtype, p_dtype):
         """Whether the compiled backends compute this loss's value in float32 for these dtypes.
@@ -176,6 +182,8 @@ register(LossSpec(
     formula="l(y, p) = (p - y)^2",
     hessian_note="2 everywhere.",
     reference="torch.nn.functional.mse_loss.",
+    float32_value=True,
+    float32_in_one_pass=True,
 ))
 register(LossSpec(
     name="mae",
@@ -183,6 +191,8 @@ register(LossSpec(
     formula="l(y, p) = |p - y|;  dl/dp = sign(p - y), 0 at p = y (as PyTorch)",
     hessian_note="0 (piecewise linear).",
     reference="torch.nn.functional.l1_loss.",
+    float32_value=True,
+    float32_in_one_pass=True,
 ))
 register(LossSpec(
     name="huber",
@@ -192,6 +202,8 @@ register(LossSpec(
     hessian_note="1 where |r| < delta, else 0.",
     reference="Huber (1964); torch.nn.functional.huber_loss.",
     test_params=({"delta": 0.3},),
+    float32_value=True,
+    float32_in_one_pass=True,
 ))
 register(LossSpec(
     name="smooth_l1",
@@ -201,6 +213,8 @@ register(LossSpec(
     hessian_note="1 / beta where |r| < beta, else 0.",
     reference="Girshick, Fast R-CNN (2015); torch.nn.functional.smooth_l1_loss.",
     test_params=({"beta": 0.25}, {"beta": 0.0}),
+    float32_value=True,
+    float32_in_one_pass=True,
 ))
 register(LossSpec(
     name="log_cosh",
@@ -220,6 +234,8 @@ register(LossSpec(
     hessian_note="0 (piecewise linear).",
     reference="Koenker & Bassett (1978); sklearn.metrics.mean_pinball_loss.",
     test_params=({"quantile": 0.9},),
+    float32_value=True,
+    float32_in_one_pass=True,
 ))
 register(LossSpec(
     name="poisson_nll",
@@ -240,6 +256,8 @@ register(LossSpec(
     y_domain="signed_binary",
     hessian_note="0 (piecewise linear).",
     reference="sklearn.metrics.hinge_loss; optax.hinge_loss.",
+    float32_value=True,
+    float32_in_one_pass=True,
 ))
 register(LossSpec(
     name="squared_hinge",
@@ -248,6 +266,8 @@ register(LossSpec(
     y_domain="signed_binary",
     hessian_note="2 where t * p < 1, else 0.",
     reference="tf.keras.losses.squared_hinge.",
+    float32_value=True,
+    float32_in_one_pass=True,
 ))
 register(LossSpec(
     name="binary_cross_entropy",

@@ -79,7 +79,7 @@ def test_the_loss_arithmetic_is_vectorized(name):
             "floating-point operations")
 
 
-def test_the_interleave_count_is_forced_for_float32_data_only(monkeypatch):
+def test_the_llvm_options_are_set_for_float32_data_only(monkeypatch):
     import llvmlite.binding
     from numba import njit
     options = []
@@ -90,14 +90,31 @@ def test_the_interleave_count_is_forced_for_float32_data_only(monkeypatch):
     def dot(y, p):
         return (y * p).sum()
 
-    cpu.interleaved(dot, 4)
+    cpu.tuned_for_float32(dot, 4, by_float32=True)
     assert dot(np.ones(3), np.ones(3)) == 3.0
     assert dot(np.ones(3), np.ones(3, np.float32)) == 3.0
     assert options == []
     assert dot(np.ones(3, np.float32), np.ones(3, np.float32)) == 3.0
-    assert options == ["-force-vector-interleave=4", "-force-vector-interleave=0"]
+    assert options == ["-force-vector-interleave=4", "-vectorizer-maximize-bandwidth=true",
+                       "-force-vector-interleave=0", "-vectorizer-maximize-bandwidth=false"]
     assert dot(np.ones(3, np.float32), np.ones(3, np.float32)) == 3.0    # compiled once
-    assert len(options) == 2
+    assert len(options) == 4
+
+
+def test_kernels_get_the_llvm_options_their_spec_asks_for(monkeypatch):
+    tuned = {}
+    monkeypatch.setattr(cpu, "tuned_for_float32",
+                        lambda disp, interleave, by_float32: tuned.setdefault(
+                            disp, (interleave, by_float32)))
+    for name in ("hinge", "log_cosh"):
+        cpu.forget(name)
+        ks = cpu.kernels(name, False)
+        spec = REGISTRY[name]
+        for kind, disp in ks.items():
+            expected = spec.float32_in_one_pass and kind.endswith("_f32")
+            assert tuned[disp] == (spec.float32_interleave, expected), kind
+        cpu.forget(name)
+    assert REGISTRY["hinge"].float32_in_one_pass and REGISTRY["log_cosh"].float32_interleave
 
 
 def test_the_maths_the_kernels_call_is_built_with_the_kernels_fast_math_flags():

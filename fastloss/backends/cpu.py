@@ -9,7 +9,9 @@ float64; array outputs are written in the output buffer's dtype.  The one
 exception: the values and gradients of the losses marked
 ``LossSpec.float32_value``, for float32 predictions (``value_in_float32``),
 are computed in float32 (sixteen AVX-512 lanes instead of eight), the values
-still summed in float64.
+still summed in float64: by the float32 templates (a block's values to a
+buffer, then summed) for the transcendental losses, and in the one pass of the
+float64 templates for the arithmetic ones (``LossSpec.float32_in_one_pass``).
 Small inputs run a serial build of the same template (``PARALLEL_MIN_SIZE``),
 since starting threads costs more there; the choice depends on the size
 only, and the two builds agree to the last bit or two (LLVM may vectorize
@@ -132,9 +134,37 @@ def _loss_templates(name, parallel):
     return kinds
 
 
+# The kinds a loss with ``LossSpec.float32_value`` also has in float32 (suffix "_f32").
+FLOAT32_KINDS = ("reduce_value", "value_none", "grad", "value_and_grad")
+
+
 def _templates(spec, value, grad, hess, binary_value, parallel):
     """The kernels of one loss from its scalar (value, grad, hess) and, if it has one,
     its value for labels in {0, 1} (``scalar.BINARY_LABEL_VALUES``)."""
+    kinds = _one_pass_templates(spec, value, grad, hess, parallel, _in_float64)
+    if spec.float32_value and spec.float32_in_one_pass:
+        assert binary_value is None
+        in_float32 = _one_pass_templates(spec, value, grad, hess, parallel, _in_float32)
+        kinds.update({kind + "_f32": in_float32[kind] for kind in FLOAT32_KINDS})
+    elif spec.float32_value:
+        kinds.update(_float32_templates(spec, value, grad, binary_value, parallel))
+    return kinds
+
+
+@njit(inline="always")
+def _in_float64(v):
+    return np.float64(v)
+
+
+@njit(inline="always")
+def _in_float32(v):
+    return np.float32(v)
+
+
+def _one_pass_templates(spec, value, grad, hess, parallel, working):
+    """The kernels of one loss that compute each element in one pass, the inputs read
+    in their own dtype and converted by ``working`` (to float64, or to float32 for
+    the float32 kinds of ``LossSpec.float32_in_one_pass``); sums are float64."""
     # Domains are checked by summing shortfalls: negative exactly when an input is outside.
     y_short = scalar.DOMAIN_SHORTFALLS[spec.y_domain]
     p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
@@ -149,8 +179,8 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
             s = 0.0
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = np.float64(y[i])
-                pi = np.float64(p[i])
+                yi = working(y[i])
+                pi = working(p[i])
                 v = value(yi, pi, th)
                 if w is not None:
                     v = v * np.float64(w[i])
@@ -168,8 +198,8 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         for b in prange(nb):
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = np.float64(y[i])
-                pi = np.float64(p[i])
+                yi = working(y[i])
+                pi = working(p[i])
                 v = value(yi, pi, th)
                 if w is not None:
                     v = v * np.float64(w[i])
@@ -186,9 +216,9 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         for b in prange(nb):
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = np.float64(y[i])
-                pi = np.float64(p[i])
-                g = grad(yi, pi, th) * scale
+                yi = working(y[i])
+                pi = working(p[i])
+                g = grad(yi, pi, th) * working(scale)
                 if w is not None:
                     g = g * np.float64(w[i])
                 out[i] = g
@@ -206,10 +236,10 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
             s = 0.0
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = np.float64(y[i])
-                pi = np.float64(p[i])
+                yi = working(y[i])
+                pi = working(p[i])
                 v = value(yi, pi, th)
-                g = grad(yi, pi, th) * scale
+                g = grad(yi, pi, th) * working(scale)
                 if w is not None:
                     wi = np.float64(w[i])
                     v = v * wi
@@ -229,8 +259,8 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         for b in prange(nb):
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = np.float64(y[i])
-                pi = np.float64(p[i])
+                yi = working(y[i])
+                pi = working(p[i])
                 g = grad(yi, pi, th)
                 h = hess(yi, pi, th)
                 if w is not None:
@@ -243,11 +273,8 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
             bad[b] = k < 0.0
         return bad.sum()
 
-    kinds = {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
-             "value_and_grad": value_and_grad, "grad_hess": grad_hess}
-    if spec.float32_value:
-        kinds.update(_float32_templates(spec, value, grad, binary_value, parallel))
-    return kinds
+    return {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
+            "value_and_grad": value_and_grad, "grad_hess": grad_hess}
 
 
 def _constant_position(spec):
@@ -455,18 +482,28 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
             "grad_f32": grad_f32, "value_and_grad_f32": value_and_grad_f32}
 
 
-def interleaved(dispatcher, count):
+def tuned_for_float32(dispatcher, interleave=0, by_float32=False):
     """Make ``dispatcher`` compile its signatures for float32 targets and predictions
-    with LLVM's loop interleave count forced to ``count`` (``LossSpec.float32_interleave``).
-    Other dtypes keep LLVM's choice: float64 maths spills at four, and a float64
-    target with float32 predictions then sums exactly as with both in float64.
+    with LLVM's loop interleave count forced to ``interleave``
+    (``LossSpec.float32_interleave``; 0: LLVM's choice) and, if ``by_float32``, with
+    the vector width chosen by the float32 inputs (``-vectorizer-maximize-bandwidth``:
+    sixteen AVX-512 lanes for a loop of float32 maths with a float64 sum, where LLVM
+    would size it by the float64 sum; ``LossSpec.float32_in_one_pass``).
+    Other dtypes keep LLVM's choices: float64 maths spills at an interleave of four,
+    and a float64 target with float32 predictions then sums exactly as with both in
+    float64.
 
-    The count is an LLVM option of the whole process; it is set and reset around
-    each such compilation under Numba's compiler lock, so no other compilation
-    sees it.  Only on CPUs with AVX-512, whose 32 vector registers hold four
-    interleaved copies of a loss's loop without spilling.
+    The options are LLVM's, for the whole process; they are set and reset around each
+    such compilation under Numba's compiler lock, so no other compilation sees them.
+    Only on CPUs with AVX-512, whose 32 vector registers hold four interleaved copies
+    of a loss's loop without spilling, and where they were measured.
     """
-    if not count or not _has_avx512():
+    options = []
+    if interleave:
+        options.append(("-force-vector-interleave", interleave, 0))
+    if by_float32:
+        options.append(("-vectorizer-maximize-bandwidth", "true", "false"))
+    if not options or not _has_avx512():
         return dispatcher
     compile_default = dispatcher.compile
 
@@ -476,11 +513,13 @@ def interleaved(dispatcher, count):
         import llvmlite.binding as llvm
         from numba.core.compiler_lock import global_compiler_lock
         with global_compiler_lock:
-            llvm.set_option("", f"-force-vector-interleave={count}")
+            for option, value, _ in options:
+                llvm.set_option("", f"{option}={value}")
             try:
                 return compile_default(sig)
             finally:
-                llvm.set_option("", "-force-vector-interleave=0")
+                for option, _, default in options:
+                    llvm.set_option("", f"{option}={default}")
 
     dispatcher.compile = compile
     return dispatcher
@@ -511,10 +550,12 @@ def kernels(name, parallel):
                 from ..custom import get_custom
                 custom = get_custom(name)
                 label = name if custom is None else f"{name}-{custom.digest}"
-                interleave = 0 if name == "weights" else REGISTRY[name].float32_interleave
+                spec = REGISTRY.get(name)
                 for kind, disp in ks.items():
                     cache.enable(disp, f"{label}-{kind}-{variant}")
-                    interleaved(disp, interleave)
+                    if spec is not None:
+                        tuned_for_float32(disp, spec.float32_interleave,
+                                          spec.float32_in_one_pass and "_f32" in kind)
                 _kernels[key] = ks
     return ks
 

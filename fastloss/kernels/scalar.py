@@ -28,7 +28,9 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 @jit
 def _sign(x):
-    return (x > 0.0) - (x < 0.0) + 0.0 * x      # 0 at 0, nan for nan
+    one = fmath.as_type_of(1.0, x)
+    zero = fmath.as_type_of(0.0, x)
+    return one if x > zero else (-one if x < zero else zero * x)     # 0 at 0, nan for nan
 
 
 # -- squared and absolute errors -------------------------------------------
@@ -41,7 +43,8 @@ def mse_value(y, p, th):
 
 @jit
 def mse_grad(y, p, th):
-    return 2.0 * (p - y)
+    r = p - y
+    return fmath.as_type_of(2.0, r) * r
 
 
 @jit
@@ -68,16 +71,17 @@ def mae_hess(y, p, th):
 
 @jit
 def huber_value(y, p, th):
-    d = th[0]
     r = p - y
+    d = fmath.as_type_of(th[0], r)
+    half = fmath.as_type_of(0.5, r)
     a = abs(r)
-    return 0.5 * r * r if a < d else d * (a - 0.5 * d)
+    return half * r * r if a < d else d * (a - half * d)
 
 
 @jit
 def huber_grad(y, p, th):
-    d = th[0]
     r = p - y
+    d = fmath.as_type_of(th[0], r)
     return min(max(r, -d), d) if r == r else r
 
 
@@ -92,14 +96,17 @@ def smooth_l1_value(y, p, th):
     b = th[0]
     r = p - y
     a = abs(r)
-    return (0.5 / b) * (r * r) if a < b else a - 0.5 * b      # 0.5 / b: once per kernel
+    # 0.5 / b: once per kernel (loop-invariant), not per element; only where a < b, so
+    # never at b = 0 (the CUDA simulator runs this as Python, where 0.5 / 0.0 raises)
+    return (fmath.as_type_of(0.5 / b, r) * (r * r) if a < fmath.as_type_of(b, r)
+            else a - fmath.as_type_of(0.5 * b, r))
 
 
 @jit
 def smooth_l1_grad(y, p, th):
     b = th[0]
     r = p - y
-    return r * (1.0 / b) if abs(r) < b else _sign(r)           # 1 / b: once per kernel
+    return r * fmath.as_type_of(1.0 / b, r) if abs(r) < fmath.as_type_of(b, r) else _sign(r)
 
 
 @jit
@@ -147,15 +154,16 @@ def log_cosh_hess(y, p, th):
 
 @jit
 def pinball_value(y, p, th):
-    q = th[0]
     r = y - p
-    return q * r if r >= 0.0 else (q - 1.0) * r
+    q = fmath.as_type_of(th[0], r)
+    return q * r if r >= fmath.as_type_of(0.0, r) else (q - fmath.as_type_of(1.0, r)) * r
 
 
 @jit
 def pinball_grad(y, p, th):
-    q = th[0]
-    return (-q if y >= p else 1.0 - q) + 0.0 * (p - y)
+    r = p - y
+    q = fmath.as_type_of(th[0], r)
+    return (-q if y >= p else fmath.as_type_of(1.0, r) - q) + fmath.as_type_of(0.0, r) * r
 
 
 @jit
@@ -209,23 +217,26 @@ def kl_div_hess(y, p, th):
 
 @jit
 def _signed_label(y):
-    return 1.0 if y > 0.0 else -1.0
+    one = fmath.as_type_of(1.0, y)
+    return one if y > fmath.as_type_of(0.0, y) else -one
 
 
 @jit
 def _positive_part(m):
-    return 0.0 if m <= 0.0 else m         # max(m, 0) that keeps a NaN
+    zero = fmath.as_type_of(0.0, m)
+    return zero if m <= zero else m         # max(m, 0) that keeps a NaN
 
 
 @jit
 def hinge_value(y, p, th):
-    return _positive_part(1.0 - _signed_label(y) * p) + 0.0 * y
+    return _positive_part(fmath.as_type_of(1.0, p) - _signed_label(y) * p) + fmath.as_type_of(0.0, y) * y
 
 
 @jit
 def hinge_grad(y, p, th):
     t = _signed_label(y)
-    return (-t if t * p < 1.0 else 0.0) + 0.0 * (y + p)
+    zero = fmath.as_type_of(0.0, p)
+    return (-t if t * p < fmath.as_type_of(1.0, p) else zero) + zero * (y + p)
 
 
 @jit
@@ -235,14 +246,15 @@ def hinge_hess(y, p, th):
 
 @jit
 def squared_hinge_value(y, p, th):
-    m = _positive_part(1.0 - _signed_label(y) * p) + 0.0 * y
+    m = hinge_value(y, p, th)
     return m * m
 
 
 @jit
 def squared_hinge_grad(y, p, th):
     t = _signed_label(y)
-    return -2.0 * t * _positive_part(1.0 - t * p) + 0.0 * y
+    one = fmath.as_type_of(1.0, p)
+    return -(one + one) * t * _positive_part(one - t * p) + fmath.as_type_of(0.0, y) * y
 
 
 @jit
