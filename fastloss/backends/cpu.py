@@ -380,8 +380,8 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
             bad = _ZERO32
             for c in range(lo, hi, PREFETCH_CHUNK):
                 for i in range(c, prefetch_chunk(y, p, c, hi)):
+                    bad = _add(bad, outside(y[i], p[i]))     # before the store: loads shared
                     dest[i - dest_lo] = f(np.float32(y[i]), p[i], th) * scale
-                    bad = _add(bad, outside(y[i], p[i]))
             return np.int64(bad < _ZERO32)
         return fill
 
@@ -391,10 +391,10 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
             bad = _ZERO32
             for c in range(lo, hi, PREFETCH_CHUNK):
                 for i in range(c, prefetch_chunk(y, p, c, hi)):
+                    bad = _add(bad, outside(y[i], p[i]))
                     yi = np.float32(y[i])
                     values[i - lo] = f(yi, p[i], th)
                     out[i] = grad(yi, p[i], th) * scale
-                    bad = _add(bad, outside(y[i], p[i]))
             return np.int64(bad < _ZERO32)
         return fill_value_grad
 

@@ -388,8 +388,10 @@ def _signed_binary(v):
 
 @jit
 def _unit_shortfall(v):
-    q = v * (fmath.as_type_of(1.0, v) - v)       # < 0 outside [0, 1], -inf at +-inf
-    return q if q < 0.0 else fmath.as_type_of(0.0, v)
+    # min(v, 1 - v), < 0 exactly outside [0, 1]: the s that binary_cross_entropy's
+    # logarithms start from (fmath.log_and_log1m_floored), so LLVM computes it once
+    s = fmath.as_type_of(1.0, v) - v if v > fmath.as_type_of(0.5, v) else v
+    return _negative_or_zero(s)
 
 
 @jit
