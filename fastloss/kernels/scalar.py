@@ -229,7 +229,8 @@ def _positive_part(m):
 
 @jit
 def hinge_value(y, p, th):
-    return _positive_part(fmath.as_type_of(1.0, p) - _signed_label(y) * p) + fmath.as_type_of(0.0, y) * y
+    m = _positive_part(fmath.as_type_of(1.0, p) - _signed_label(y) * p)
+    return m + fmath.as_type_of(0.0, y) * y         # NaN labels give NaN
 
 
 @jit
@@ -411,7 +412,8 @@ def _as_float(v):
 
 @jit
 def _negative_or_zero(q):
-    return q if q < 0.0 else fmath.as_type_of(0.0, q)     # NaN -> 0 (accepted)
+    zero = fmath.as_type_of(0.0, q)
+    return q if q < zero else zero     # NaN -> 0 (accepted)
 
 
 @jit
