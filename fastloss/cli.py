@@ -44,7 +44,8 @@ def _throughput_tables(rows, bandwidth):
                     "vs numpy", "vs torch", "vs sklearn", "GB/s", f"of {bw_label} bw"])
         title = ("value (mean): reads y_true and y_pred" if method == "value" else
                  "value_and_grad (mean): reads y_true and y_pred, writes the gradient; "
-                 "torch = forward+backward, sklearn = loss_gradient")
+                 "torch = forward+backward, "
+                 "sklearn = loss_gradient, then the mean of its losses")
         tables.append(title + "\n" + _table(headers, body))
     return "\n\n".join(tables)
 

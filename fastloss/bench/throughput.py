@@ -3,8 +3,11 @@
 The NumPy baseline is fastloss's reference backend (the vectorized textbook
 formulas).  PyTorch runs ``torch.nn.functional`` (value: the forward with
 reduction "mean"; value_and_grad: forward and backward).  scikit-learn runs its
-private ``sklearn._loss`` classes (``__call__`` and ``loss_gradient``) with as
-many threads as fastloss.  Times are the best of ``repeats`` runs.
+private ``sklearn._loss`` classes with as many threads as fastloss: ``__call__``
+(its per-element losses, then their mean), and for value_and_grad
+``loss_gradient`` (per-element losses and gradients) followed by the same mean,
+so that each peer's result is the pair fastloss returns.  Times are the best of
+``repeats`` runs.
 """
 import time
 from dataclasses import dataclass, field
@@ -89,7 +92,9 @@ def _sklearn_runners(name, y, p, threads):
         return sk(y_sk, p, n_threads=threads)
 
     def value_and_grad():
-        return sk.loss_gradient(y_sk, p, loss_out=loss_out, gradient_out=grad_out, n_threads=threads)
+        losses, grad = sk.loss_gradient(y_sk, p, loss_out=loss_out, gradient_out=grad_out,
+                                        n_threads=threads)
+        return np.average(losses), grad         # as __call__ averages its losses
 
     return value, value_and_grad
 
