@@ -106,15 +106,21 @@ def test_kernels_get_the_llvm_options_their_spec_asks_for(monkeypatch):
     monkeypatch.setattr(cpu, "tuned_for_float32",
                         lambda disp, interleave, by_float32: tuned.setdefault(
                             disp, (interleave, by_float32)))
-    for name in ("hinge", "log_cosh"):
+    sixteen_lanes = {}
+    for name in ("hinge", "log_cosh", "mse"):
         cpu.forget(name)
         ks = cpu.kernels(name, False)
         spec = REGISTRY[name]
         for kind, disp in ks.items():
-            expected = spec.float32_in_one_pass and kind.endswith("_f32")
+            base = kind.removesuffix("_f32")
+            expected = (spec.float32_in_one_pass and base != kind
+                        and base not in spec.float32_sum_width_kinds)
             assert tuned[disp] == (spec.float32_interleave, expected), kind
+        sixteen_lanes[name] = [tuned[ks[k + "_f32"]][1] for k in cpu.FLOAT32_KINDS]
         cpu.forget(name)
     assert REGISTRY["hinge"].float32_in_one_pass and REGISTRY["log_cosh"].float32_interleave
+    assert sixteen_lanes["hinge"] == [True] * 4
+    assert sixteen_lanes["mse"] == [False, True, True, True]    # its value at eight
 
 
 def test_the_maths_the_kernels_call_is_built_with_the_kernels_fast_math_flags():

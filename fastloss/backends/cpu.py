@@ -530,6 +530,13 @@ def _has_avx512():
     return bool(llvm.get_host_cpu_features().get("avx512f", False))
 
 
+def _sixteen_float32_lanes(spec, kind):
+    """Whether kernel ``kind`` of ``spec`` is compiled with the vector width of its
+    float32 inputs (``tuned_for_float32``'s ``by_float32``)."""
+    base, f32, _ = kind.partition("_f32")
+    return spec.float32_in_one_pass and bool(f32) and base not in spec.float32_sum_width_kinds
+
+
 _kernels = {}
 _build_lock = threading.Lock()
 
@@ -555,7 +562,7 @@ def kernels(name, parallel):
                     cache.enable(disp, f"{label}-{kind}-{variant}")
                     if spec is not None:
                         tuned_for_float32(disp, spec.float32_interleave,
-                                          spec.float32_in_one_pass and "_f32" in kind)
+                                          _sixteen_float32_lanes(spec, kind))
                 _kernels[key] = ks
     return ks
 
