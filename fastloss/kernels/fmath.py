@@ -159,7 +159,7 @@ def _pow2_halves(t):
 
 
 @njit(**SCALAR_OPTIONS)
-def _clamp(x, lo, hi):
+def clamp(x, lo, hi):
     """x clamped to [lo, hi], in x's type; NaN stays NaN (one vmax and one vmin, which
     pass their second operand through when one is NaN): no NaN select is needed after."""
     x = lo if lo > x else x
@@ -169,7 +169,7 @@ def _clamp(x, lo, hi):
 @njit(**SCALAR_OPTIONS)
 def fexp(x):
     """e^x."""
-    t, k, r = _exp_reduce(_clamp(x, _EXP_LO, _EXP_HI))
+    t, k, r = _exp_reduce(clamp(x, _EXP_LO, _EXP_HI))
     s1, s2 = _pow2_halves(t)
     return ((1.0 + _expm1_poly(r)) * s1) * s2
 

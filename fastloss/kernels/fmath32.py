@@ -26,7 +26,7 @@ width.
 import numpy as np
 from numba import njit
 
-from .fmath import SCALAR_OPTIONS, _clamp, f32_as_i32, i32_as_f32
+from .fmath import SCALAR_OPTIONS, clamp, f32_as_i32, i32_as_f32
 
 _F = np.float32
 _I = np.int32
@@ -118,7 +118,7 @@ def exp(x):
     loss needs e^x below 1.2e-38 (it enters as e^-|x| beside terms of order 1,
     or as a softmax term beside a sum of at least 1).
     """
-    return _exp_of_clamped(_clamp(x, _EXP_LO, _EXP_HI))
+    return _exp_of_clamped(clamp(x, _EXP_LO, _EXP_HI))
 
 
 @njit(**SCALAR_OPTIONS)
@@ -153,7 +153,7 @@ def expm1(x):
     h - 1/2 is exact while it matters (k <= 24) and the doubling is exact, so
     k = 0 gives p itself; h stays finite up to the overflow of e^x.
     """
-    xc = _clamp(x, _EXPM1_LO, _EXP_HI)
+    xc = clamp(x, _EXPM1_LO, _EXP_HI)
     t, k, r = _reduce(xc)
     p = (((_E6 * r + _E5) * r + _E4) * r + _E3) * r + _E2
     p = r + (r * r) * p

@@ -71,18 +71,19 @@ def mae_hess(y, p, th):
 
 @jit
 def huber_value(y, p, th):
-    r = p - y
-    d = fmath.as_type_of(th[0], r)
-    half = fmath.as_type_of(0.5, r)
-    a = abs(r)
-    return half * r * r if a < d else d * (a - half * d)
+    a = abs(p - y)
+    d = fmath.as_type_of(th[0], a)
+    # m = min(|r|, delta) gives both pieces, m (|r| - m / 2): r^2 / 2 (|r| - |r| / 2 is
+    # exact) or delta (|r| - delta / 2), with no select between them; a NaN stays in a
+    m = a if a < d else d
+    return m * (a - fmath.as_type_of(0.5, a) * m)
 
 
 @jit
 def huber_grad(y, p, th):
     r = p - y
     d = fmath.as_type_of(th[0], r)
-    return min(max(r, -d), d) if r == r else r
+    return fmath.clamp(r, -d, d)
 
 
 @jit
