@@ -150,7 +150,8 @@ def bench(args):
     lce_shape = (512, 512, 16000) if args.quick else (4096, 1024, 32000)
     peers = () if args.no_peers else ("torch-chunked",) if args.quick else ("torch-chunked", "torch")
     lce = linear_ce.measure(*lce_shape, implementations=("fastloss", *peers))
-    rows = throughput.measure(names, n=n, dtype=dtype, repeats=repeats,
+    # fastloss's own runs take milliseconds: --quick repeats only the baselines less
+    rows = throughput.measure(names, n=n, dtype=dtype, repeats=5, quick_baselines=args.quick,
                               peers_too=not args.no_peers, progress=progress)
     # Probed again after the losses, and the better kept: on a shared machine the
     # bandwidth a neighbour leaves us changes during a run, and a share judged

@@ -100,8 +100,13 @@ def _sklearn_runners(name, y, p, threads):
 
 
 def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=True,
-            progress=None):
+            progress=None, quick_baselines=False):
     """Rows of timings for each loss (both methods), side by side in one run.
+
+    fastloss runs ``repeats`` times (milliseconds each); the baselines, tens to
+    thousands of times slower, half as often, or once with ``quick_baselines``
+    (``fastloss bench --quick``), where the NumPy one also skips its warm-up run
+    (PyTorch and scikit-learn keep theirs: a first call also starts their thread pools).
 
     Implementations run in phases (fastloss for every loss, then NumPy, then
     PyTorch, then scikit-learn) rather than interleaved: PyTorch's OpenMP
@@ -134,9 +139,8 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
         fused.seconds["fastloss"] = best_time(lambda: loss.value_and_grad(y, p, out=out), repeats)
         value.bandwidth = fused.bandwidth = bandwidth.best_of(before, beside())
     del beside                  # its streams: the peers below need the memory more
-    # the baselines are slower: fewer runs suffice, and --quick skips their warm-up
-    reps = max(1, repeats // 2)
-    warm = repeats > 2
+    reps = 1 if quick_baselines else max(1, repeats // 2)
+    warm = not quick_baselines
     for row, name in losses.items():
         y, p = data[row]
         loss = fl.get(name)
@@ -150,8 +154,8 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
                 y, p = data[row]
                 runners = make_runners(name, y, p, threads)
                 if runners[0] is not None:
-                    rows[row, "value"].seconds[label] = best_time(runners[0], reps, warm)
-                    rows[row, "value_and_grad"].seconds[label] = best_time(runners[1], reps, warm)
+                    rows[row, "value"].seconds[label] = best_time(runners[0], reps)
+                    rows[row, "value_and_grad"].seconds[label] = best_time(runners[1], reps)
     return [rows[row, method] for row in losses for method in ("value", "value_and_grad")]
 
 

@@ -1,0 +1,39 @@
+"""``fastloss bench``'s throughput rows at toy sizes: every implementation is timed, and
+the baselines compute what fastloss computes (timings themselves are not checked)."""
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss import peers
+from fastloss.bench import throughput
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")   # kl_div's, PyTorch's
+def test_every_loss_and_method_gets_a_row_with_its_timings():
+    rows = throughput.measure(["mse", "kl_div"], n=3000, repeats=1, quick_baselines=True)
+    assert [(r.loss, r.method) for r in rows] == [
+        ("mse", "value"), ("mse", "value_and_grad"),
+        ("kl_div", "value"), ("kl_div", "value_and_grad")]
+    for r in rows:
+        assert r.seconds["fastloss"] > 0 and r.seconds["numpy"] > 0
+        assert r.bytes_moved == (2 if r.method == "value" else 3) * 4 * 3000
+        assert r.bandwidth["read"] > 0 and r.bandwidth["read_write"] > 0
+        assert r.speedup("numpy") == r.seconds["numpy"] / r.seconds["fastloss"]
+
+
+@pytest.mark.parametrize("name", ["mse", "mae", "poisson_nll"])
+def test_the_sklearn_runners_return_the_mean_and_the_gradient(name, rng):
+    found = peers.sklearn_loss(name)
+    if found is None:
+        pytest.skip("scikit-learn is not installed")
+    _, factor = found
+    y = rng.random(2000).astype(np.float32) * 3
+    p = rng.standard_normal(2000).astype(np.float32)
+    value, value_and_grad = throughput._sklearn_runners(name, y, p, 1)
+    mean, grad = value_and_grad()
+    loss = fl.get(name)
+    np.testing.assert_allclose(mean, value(), rtol=1e-6)
+    if name != "poisson_nll":       # scikit-learn's Poisson loss drops terms free of p
+        np.testing.assert_allclose(factor * mean, loss(y, p), rtol=1e-5)
+    np.testing.assert_allclose(factor * grad, loss.grad(y, p, reduction="none"),
+                               rtol=1e-5, atol=1e-6)
