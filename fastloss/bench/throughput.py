@@ -118,8 +118,13 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
     rng = np.random.default_rng(0)
     itemsize = np.dtype(dtype).itemsize
     data, losses = {}, {}           # row name -> (y, p), loss name
+    drawn = {}                      # (y domain, p domain) -> (y, p): losses share their inputs
     for name in names:
-        data[name] = inputs(name, n, rng, dtype)
+        spec = REGISTRY[name]
+        domains = (spec.example_y_domain or spec.y_domain, spec.p_domain)
+        if domains not in drawn:
+            drawn[domains] = inputs(name, n, rng, dtype)
+        data[name] = drawn[domains]
         losses[name] = name
         for row, y_domain in EXTRA_CASES.get(name, ()):
             data[row] = draw(y_domain, rng, (n,)).astype(dtype), data[name][1]
