@@ -23,13 +23,19 @@ def draw(domain, rng, shape, scale=3.0):
     return rng.standard_normal(shape, dtype=np.float32) * np.float32(scale)
 
 
+def domains(name):
+    """(y_true's domain, y_pred's domain) that ``inputs`` draws loss ``name``'s inputs from."""
+    spec = REGISTRY[name]
+    return spec.example_y_domain or spec.y_domain, spec.p_domain
+
+
 def inputs(name, n, rng, dtype=np.float64, shape=None):
     """(y_true, y_pred) for loss ``name``: n elements, or the given shape."""
-    spec = REGISTRY[name]
+    y_domain, p_domain = domains(name)
     shape = (n,) if shape is None else shape
-    y = draw(spec.example_y_domain or spec.y_domain, rng, shape)
-    if spec.p_domain == "unit":
+    y = draw(y_domain, rng, shape)
+    if p_domain == "unit":
         p = np.clip(rng.uniform(0.0, 1.0, shape), 1e-6, 1 - 1e-6)
     else:
-        p = draw(spec.p_domain, rng, shape)
+        p = draw(p_domain, rng, shape)
     return y.astype(dtype), p.astype(dtype)

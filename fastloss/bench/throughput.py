@@ -17,7 +17,7 @@ import numpy as np
 import fastloss as fl
 from fastloss import peers
 from fastloss.bench import bandwidth
-from fastloss.examples import draw, inputs
+from fastloss.examples import domains, draw, inputs
 from fastloss.specs import REGISTRY
 
 # Losses measured a second time, on targets other than their examples' (row name, y_true
@@ -120,11 +120,9 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
     data, losses = {}, {}           # row name -> (y, p), loss name
     drawn = {}                      # (y domain, p domain) -> (y, p): losses share their inputs
     for name in names:
-        spec = REGISTRY[name]
-        domains = (spec.example_y_domain or spec.y_domain, spec.p_domain)
-        if domains not in drawn:
-            drawn[domains] = inputs(name, n, rng, dtype)
-        data[name] = drawn[domains]
+        if domains(name) not in drawn:
+            drawn[domains(name)] = inputs(name, n, rng, dtype)
+        data[name] = drawn[domains(name)]
         losses[name] = name
         for row, y_domain in EXTRA_CASES.get(name, ()):
             data[row] = draw(y_domain, rng, (n,)).astype(dtype), data[name][1]
