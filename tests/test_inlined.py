@@ -84,7 +84,7 @@ def test_the_llvm_options_are_set_for_float32_data_only(monkeypatch):
     from numba import njit
     options = []
     monkeypatch.setattr(llvmlite.binding, "set_option", lambda _, option: options.append(option))
-    monkeypatch.setattr(cpu, "_has_avx512", lambda: True)
+    monkeypatch.setattr(cpu, "has_avx512", lambda: True)
 
     @njit
     def dot(y, p):
@@ -135,3 +135,59 @@ def test_the_maths_the_kernels_call_is_built_with_the_kernels_fast_math_flags():
     assert len(functions) > 20
     for f in functions:
         assert f.targetoptions.get("fastmath") == cpu.KERNEL_OPTIONS["fastmath"], f.__name__
+
+
+def _summing_kernel():
+    from numba import njit
+
+    @njit
+    def total(a):
+        s = 0.0
+        for x in a:
+            s += x
+        return s
+    return total
+
+
+def _kernel_attributes(ir):
+    """The attributes of each function ``_summing_kernel`` defines itself (not of the
+    helpers linked in: Numba compiles those once per process, for whichever caller
+    comes first)."""
+    groups = dict(re.findall(r"^attributes (#\d+) = \{(.*)\}$", ir, re.M))
+    defines = re.findall(r"^define .*5total.*$", ir, re.M)
+    return [" ".join(groups.get(g, g) for g in re.findall(r"#\d+", line.rsplit(")", 1)[1])
+                     ) for line in defines]
+
+
+def test_full_width_marks_every_function_it_compiles_for_512_bit_vectors(monkeypatch):
+    from numba.core.codegen import CPUCodeLibrary
+    from fastloss.kernels import vector_width
+    monkeypatch.setattr(vector_width, "has_avx512", lambda: True)
+    add_ir_module = CPUCodeLibrary.add_ir_module
+    wide = vector_width.full_width(_summing_kernel())
+    plain = _summing_kernel()
+    assert wide(np.ones(5)) == plain(np.ones(5)) == 5.0
+    [wide_ir] = wide.inspect_llvm().values()
+    [plain_ir] = plain.inspect_llvm().values()
+    assert _kernel_attributes(wide_ir) and all(
+        '"prefer-vector-width"="512"' in a for a in _kernel_attributes(wide_ir))
+    assert not any('"prefer-vector-width"' in a for a in _kernel_attributes(plain_ir))
+    assert CPUCodeLibrary.add_ir_module is add_ir_module    # restored after compiling
+
+
+def test_full_width_leaves_cpus_without_avx512_alone(monkeypatch):
+    from fastloss.kernels import vector_width
+    monkeypatch.setattr(vector_width, "has_avx512", lambda: False)
+    kernel = _summing_kernel()
+    compile_default = kernel.compile
+    assert vector_width.full_width(kernel).compile == compile_default
+
+
+def test_every_loss_kernel_is_compiled_at_full_width(monkeypatch):
+    from fastloss.backends import cpu as cpu_backend
+    widened = []
+    monkeypatch.setattr(cpu_backend, "full_width", lambda disp: widened.append(disp) or disp)
+    cpu.forget("hinge")
+    ks = cpu.kernels("hinge", False)
+    cpu.forget("hinge")
+    assert widened and sorted(map(id, widened)) == sorted(map(id, ks.values()))

@@ -30,6 +30,7 @@ from .. import _config
 from .. import _validation as arrays  # noqa: F401  (host arrays in, host arrays out)
 from ..kernels import cache, scalar
 from ..kernels.memory import PREFETCH_CHUNK, prefetch_chunk
+from ..kernels.vector_width import full_width, has_avx512
 from ..specs import REGISTRY
 
 _config.choose_fork_safe_threading_layer()
@@ -503,7 +504,7 @@ def tuned_for_float32(dispatcher, interleave=0, by_float32=False):
         options.append(("-force-vector-interleave", interleave, 0))
     if by_float32:
         options.append(("-vectorizer-maximize-bandwidth", "true", "false"))
-    if not options or not _has_avx512():
+    if not options or not has_avx512():
         return dispatcher
     compile_default = dispatcher.compile
 
@@ -523,11 +524,6 @@ def tuned_for_float32(dispatcher, interleave=0, by_float32=False):
 
     dispatcher.compile = compile
     return dispatcher
-
-
-def _has_avx512():
-    import llvmlite.binding as llvm
-    return bool(llvm.get_host_cpu_features().get("avx512f", False))
 
 
 def _sixteen_float32_lanes(spec, kind):
@@ -560,6 +556,7 @@ def kernels(name, parallel):
                 spec = REGISTRY.get(name)
                 for kind, disp in ks.items():
                     cache.enable(disp, f"{label}-{kind}-{variant}")
+                    full_width(disp)
                     if spec is not None:
                         tuned_for_float32(disp, spec.float32_interleave,
                                           _sixteen_float32_lanes(spec, kind))

@@ -13,6 +13,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from ..kernels.vector_width import full_width
+
 _BLOCK = 8192
 
 
@@ -58,6 +60,11 @@ def _triad(a, c, out):
     for b in prange(nb):
         for i in range(np.uint64(b * _BLOCK), np.uint64(min(a.shape[0], (b + 1) * _BLOCK))):
             out[i] = a[i] + np.float32(1.5) * c[i]
+
+
+# compiled as the loss kernels are: the probes should not be held to a narrower vector
+for _probe in (_read1, _read2, _read3, _triad):
+    full_width(_probe)
 
 
 def _best(fn, args, repeats):

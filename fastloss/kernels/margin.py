@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import cache
+from .vector_width import full_width
 
 
 @njit(inline="always", error_model="numpy")
@@ -43,4 +44,4 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin, sca
             out[i, t] = -scale * coef * slope_t
 
 
-cache.enable(multi_margin_rows, "margin-multi_margin_rows")
+full_width(cache.enable(multi_margin_rows, "margin-multi_margin_rows"))
