@@ -184,3 +184,17 @@ def test_gpu_check_runs_under_the_simulator(capsys):
                  "'label_smoothing']", "ok   cross_entropy in place", "ok   linear_cross_entropy",
                  "ok   softmax_focal", "fastloss forward+backward", "0 failed check(s)"):
         assert line in out, line
+
+
+def test_gpu_check_goes_on_after_a_part_that_raises(capsys, monkeypatch):
+    """One failing part of the report (one try on a lent GPU) must not cost the rest of it."""
+    from fastloss.bench import gpu
+
+    def broken():
+        raise RuntimeError("no such kernel")
+
+    monkeypatch.setattr(gpu, "check_rows", broken)
+    assert gpu.main(["--simulate", "--losses", "hinge"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL broken raised" in out and "RuntimeError: no such kernel" in out
+    assert "fastloss forward+backward" in out and "1 failed check(s)" in out

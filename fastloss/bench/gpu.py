@@ -34,6 +34,7 @@ import os
 import statistics
 import sys
 import time
+import traceback
 
 NOMINAL_GBS = {"H200": 4800.0, "H100": 3350.0, "A100": 2039.0, "L40S": 864.0, "A10": 600.0}
 
@@ -350,6 +351,17 @@ def throughput_cross_entropy(copy):
     print(f"  torch forward+backward    {tboth * 1e3:8.2f} ms   fastloss is {tboth / fwd_bwd:.2f}x")
 
 
+def run_section(step, *args):
+    """Run one part of the report; an error in it is a failure, and the later parts still run."""
+    try:
+        step(*args)
+    except Exception:
+        FAILURES.append(step.__name__)
+        print(f"  FAIL {step.__name__} raised:")
+        traceback.print_exc(file=sys.stdout)
+    sys.stdout.flush()
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
     if not args.simulate:
@@ -363,10 +375,9 @@ def main(argv=None):
     FAILURES.clear()
     start = time.perf_counter()
     copy, nominal = device()
-    check_elementwise()
-    check_rows()
-    throughput(copy, nominal)
-    throughput_cross_entropy(copy)
+    for step, call_args in ((check_elementwise, ()), (check_rows, ()),
+                            (throughput, (copy, nominal)), (throughput_cross_entropy, (copy,))):
+        run_section(step, *call_args)
     print(f"\n{len(FAILURES)} failed check(s); {time.perf_counter() - start:.0f} s in all")
     return 1 if FAILURES else 0
 
