@@ -101,6 +101,18 @@ def test_available_backends():
     assert fl.available_backends() == ["numpy", "cpu"]
 
 
+def test_cuda_backend_restores_the_numpy_alias_numba_cuda_registers(monkeypatch):
+    """NumPy 2.5 removed np.row_stack; numba-cuda 0.30 overloads it on its first compile."""
+    from fastloss.backends import cuda
+    monkeypatch.delattr(np, "row_stack", raising=False)
+    cuda._restore_numpy_names()
+    assert np.row_stack is np.vstack
+    own = object()
+    monkeypatch.setattr(np, "row_stack", own)
+    cuda._restore_numpy_names()
+    assert np.row_stack is own
+
+
 def test_set_num_threads_validates():
     with pytest.raises(ValueError, match="between 1 and"):
         fl.set_num_threads(0)

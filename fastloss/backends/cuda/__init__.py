@@ -10,6 +10,22 @@ import importlib.util
 import os
 
 
+def _restore_numpy_names():
+    """Put back the NumPy names numba-cuda registers kernels for, where this NumPy removed them.
+
+    numba-cuda 0.30 overloads ``np.row_stack`` unconditionally when it first
+    compiles a kernel; NumPy 2.5 removed that alias of ``np.vstack``, so every
+    compile raised AttributeError (seen on a GPU host with NumPy 2.5.2).
+    Numba's CPU target already skips it there.
+    """
+    import numpy
+    if not hasattr(numpy, "row_stack"):
+        numpy.row_stack = numpy.vstack
+
+
+_restore_numpy_names()
+
+
 class CudaUnavailable(RuntimeError):
     """backend="cuda" was asked for where it cannot run; the message says what is missing."""
 
