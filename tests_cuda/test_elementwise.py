@@ -198,3 +198,18 @@ def test_gpu_check_goes_on_after_a_part_that_raises(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "FAIL broken raised" in out and "RuntimeError: no such kernel" in out
     assert "fastloss forward+backward" in out and "1 failed check(s)" in out
+
+
+def test_a_none_argument_launches_as_the_null_pointer_of_its_data_model():
+    """numba-cuda's launcher marshals no ``none`` argument (the simulator does); the kernels'
+    extension hands it over as a pointer-sized zero, which is what the compiled kernel expects."""
+    from numba import types
+    from numba.cuda.datamodel import registry
+
+    from fastloss.backends.cuda.launch import NoneAsNullPointer
+    extension = NoneAsNullPointer()
+    assert extension.prepare_args(types.none, None) == (types.uintp, 0)
+    array = types.float32[::1]
+    assert extension.prepare_args(array, "the array") == (array, "the array")
+    assert str(registry.default_manager.lookup(types.none).get_argument_type()) == "i8*"
+    assert types.uintp.bitwidth == 64

@@ -11,7 +11,7 @@ from numba import cuda, njit
 
 from ...kernels import scalar
 from ...specs import REGISTRY
-from .launch import store_partial
+from .launch import kernel, store_partial
 
 
 @cuda.jit(device=True)
@@ -37,7 +37,7 @@ def _in_float32(value):
 
 def _value_templates(value_at, y_ok, p_ok):
     """reduce_value and value_none, with each element's value from ``value_at``."""
-    @cuda.jit
+    @kernel
     def reduce_value(y, p, w, inner, th, sums, counts):
         s = 0.0
         k = 0
@@ -49,7 +49,7 @@ def _value_templates(value_at, y_ok, p_ok):
             k += not (y_ok(np.float64(y[i])) and p_ok(np.float64(p[i])))
         store_partial(s, k, sums, counts)
 
-    @cuda.jit
+    @kernel
     def value_none(y, p, w, inner, th, out, sums, counts):
         k = 0
         for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
@@ -72,7 +72,7 @@ def templates(name):
     p_ok = scalar.DOMAIN_CHECKS[spec.p_domain]
     reduce_value, value_none = _value_templates(_in_float64(value), y_ok, p_ok)
 
-    @cuda.jit
+    @kernel
     def grad_kernel(y, p, w, inner, th, scale, out, sums, counts):
         k = 0
         for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
@@ -85,7 +85,7 @@ def templates(name):
             k += not (y_ok(yi) and p_ok(pi))
         store_partial(0.0, k, sums, counts)
 
-    @cuda.jit
+    @kernel
     def value_and_grad(y, p, w, inner, th, scale, out, sums, counts):
         s = 0.0
         k = 0
@@ -103,7 +103,7 @@ def templates(name):
             k += not (y_ok(yi) and p_ok(pi))
         store_partial(s, k, sums, counts)
 
-    @cuda.jit
+    @kernel
     def grad_hess(y, p, w, inner, th, gout, hout, sums, counts):
         k = 0
         for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
@@ -128,7 +128,7 @@ def templates(name):
     return kinds
 
 
-@cuda.jit
+@kernel
 def sum_and_negatives(w, sums, counts):
     """Partials of sum(w) and of the count of negative entries (weights, row losses)."""
     s = 0.0
@@ -140,14 +140,14 @@ def sum_and_negatives(w, sums, counts):
     store_partial(s, k, sums, counts)
 
 
-@cuda.jit
+@kernel
 def copy_1d(src, dst):
     """dst = src, elementwise (any strides; converts the dtype)."""
     for i in range(cuda.grid(1), src.shape[0], cuda.gridsize(1)):
         dst[i] = src[i]
 
 
-@cuda.jit
+@kernel
 def copy_2d(src, dst):
     """dst (flat, C order) = src (2-D, any strides; converts the dtype)."""
     cols = src.shape[1]

@@ -14,10 +14,31 @@ Python thread, so blocks and grids are kept small there.
 import threading
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float64, types
 from numba.core import config
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
+
+
+class NoneAsNullPointer:
+    """Launch an argument that is None (no weights, no class weights) as the null pointer it is.
+
+    numba-cuda types such an argument ``none``, whose data model is an opaque
+    pointer, but its launcher marshals no ``none`` (NotImplementedError), and
+    the simulator passes None through.  A numba-cuda launch extension.
+    """
+
+    def prepare_args(self, ty, val, stream=None, retr=None):
+        if ty == types.none:
+            return types.uintp, 0
+        return ty, val
+
+
+def kernel(fn):
+    """``cuda.jit`` for a kernel (not a device function) that may be launched with None arguments."""
+    if SIMULATED:
+        return cuda.jit(fn)
+    return cuda.jit(extensions=[NoneAsNullPointer()])(fn)
 THREADS = 4 if SIMULATED else 256          # a power of two: the trees halve it
 MAX_BLOCKS = 2 if SIMULATED else 1024       # about eight resident blocks per SM on an H100/H200
 
@@ -73,7 +94,7 @@ def store_partial(s, k, sums, counts):
         counts[cuda.blockIdx.x] = np.int64(count)
 
 
-@cuda.jit
+@kernel
 def finish(sums, counts, blocks, result):
     """result[0] = sum of the first ``blocks`` partial sums, result[1] = of the counts (one block)."""
     s = 0.0

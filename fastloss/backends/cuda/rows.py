@@ -19,7 +19,7 @@ from ...kernels import fmath
 from ...kernels.margin import margin_term
 from ...kernels.softmax import (cap_slope, capped, focal_factors, label_target_sums,
                                 row_loss_value, softmax_coef, target_weight)
-from .launch import SIMULATED, THREADS, block_max, block_sum, store_partial
+from .launch import SIMULATED, THREADS, block_max, block_sum, kernel, store_partial
 
 MAX_ROW_BLOCKS = 2 if SIMULATED else 1 << 16
 
@@ -79,7 +79,7 @@ def _row_max_sum(m, s):
     return top, block_sum(s)
 
 
-@cuda.jit
+@kernel
 def label_check(labels, C, ignore, class_weight, sample_weight, first_bad, sums, counts):
     """Partials of the mean's denominator, sum_i r_i w[t_i] over rows not ignored, and of
     the count of labels outside [0, C) that are not ``ignore``; the first such row into
@@ -98,7 +98,7 @@ def label_check(labels, C, ignore, class_weight, sample_weight, first_bad, sums,
     store_partial(s, k, sums, counts)
 
 
-@cuda.jit
+@kernel
 def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore, eps, z, cap, scale,
                          out, hess, rows):
     N, C = x.shape
@@ -149,7 +149,7 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore, eps, z,
                 hess[i, j] = r * a * pj * (1.0 - pj)
 
 
-@cuda.jit
+@kernel
 def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, scale, out, hess,
                           rows):
     N, C = x.shape
@@ -183,7 +183,7 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
                 hess[i, j] = r * a * pj * (1.0 - pj)
 
 
-@cuda.jit
+@kernel
 def softmax_focal(x, labels, sample_weight, gamma, scale, out, rows):
     N, C = x.shape
     tid = cuda.threadIdx.x
@@ -207,7 +207,7 @@ def softmax_focal(x, labels, sample_weight, gamma, scale, out, rows):
                 out[i, j] = k * ((1.0 if j == t else 0.0) - pj)
 
 
-@cuda.jit
+@kernel
 def multi_margin(x, labels, class_weight, sample_weight, power, margin, scale, out, rows):
     N, C = x.shape
     tid = cuda.threadIdx.x
@@ -231,7 +231,7 @@ def multi_margin(x, labels, class_weight, sample_weight, power, margin, scale, o
                 out[i, t] = -scale * coef * slope_t
 
 
-@cuda.jit
+@kernel
 def nll(x, labels, class_weight, sample_weight, ignore, scale, out, rows):
     """-w[t] r x[i, t] per row; the gradient is -w[t] r scale at (i, t) and 0 elsewhere."""
     N, C = x.shape
