@@ -8,7 +8,7 @@ from numba import cuda
 import fastloss as fl
 from tests.helpers import assert_close, assert_scalar_close
 
-N, C = 5, 6
+N, C = 5, 37      # 37 columns: two steps of four columns a thread (THREADS = 4 here) and a tail
 
 
 def _host(a):
@@ -79,6 +79,26 @@ def test_cross_entropy_grad_hess(rng):
         assert_close(h, eh, np.float64, "h")
 
 
+def test_extreme_rows_through_the_four_column_steps():
+    """Rows wide enough for the four-columns-a-step pass: a first step all -inf, -inf inside a
+    step, a maximum that grows within a step and across steps."""
+    x = np.tile(np.array([[1e4, -1e4, 0.0], [5.0, 5.0, 5.0], [-1e4, -1e4, -1e4],
+                          [0.0, 700.0, -700.0]]), (1, 13))
+    x[0, 5] = x[2, 20] = -np.inf
+    x[1, :16] = -np.inf
+    x[3, 30] = 750.0
+    labels = np.array([1, 20, 2, 30])
+    loss = fl.get("cross_entropy")
+    value, grad = loss.value_and_grad(labels, x, backend="cuda", reduction="none")
+    # the CPU kernels are the oracle here: the NumPy reference's 0 * log(0) gives NaN at -inf
+    ev, eg = loss.value_and_grad(labels, x, backend="cpu", reduction="none")
+    assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
+    assert_close(value, ev, np.float64)
+    assert_close(grad, eg, np.float64)
+    x[2, 9] = np.nan
+    assert np.isnan(fl.cross_entropy(labels, x, reduction="none", backend="cuda")[2])
+
+
 def test_extreme_and_degenerate_rows(rng):
     x = np.array([[1e4, -1e4, 0.0], [5.0, 5.0, 5.0], [-1e4, -1e4, -1e4], [0.0, 700.0, -700.0]])
     labels = np.array([1, 0, 2, 2])
@@ -115,9 +135,9 @@ def test_bad_labels_and_weights_are_clear_errors(rng):
         fl.get("cross_entropy").grad(cuda.to_device(labels), cuda.to_device(x),
                                      out=cuda.device_array((C, N)).T)
     labels[1:3] = [0, -1]
-    with pytest.raises(ValueError, match=r"multi_margin: .*must be in \[0, 6\); row 2 has -1"):
+    with pytest.raises(ValueError, match=rf"multi_margin: .*must be in \[0, {C}\); row 2 has -1"):
         fl.multi_margin(labels, x, backend="cuda")
-    with pytest.raises(ValueError, match=r"multi_margin: .*must be in \[0, 6\); row 2 has -1"):
+    with pytest.raises(ValueError, match=rf"multi_margin: .*must be in \[0, {C}\); row 2 has -1"):
         fl.multi_margin(labels, x, backend="cpu")
 
 

@@ -292,7 +292,7 @@ def throughput(copy, nominal):
         loss = fl.get(name)
         nbytes = 8 * N
         call = nbytes / timed(lambda: loss(dy, dp)) / 1e9
-        kernel = ops.kernels(name)["reduce_value"]
+        kernel = ops.kernels(name)[ops.value_kind("reduce_value", name, dy, dp)]   # the call's
         blocks, partials = launch.blocks_for(N), launch.partials()
         theta = loss._theta
         reps = 2 if SIM else 20

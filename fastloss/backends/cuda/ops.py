@@ -36,16 +36,17 @@ def _run(name, kind, y, p, w, *args):
     return reduce(kernels(name)[kind], y.shape[0], y, p, wa, inner, *args)
 
 
-def _value_kind(kind, name, y, p):
+def value_kind(kind, name, y, p):
+    """``kind``, or its float32 variant where the loss computes its value in float32 on (y, p)."""
     return kind + "_f32" if REGISTRY[name].value_in_float32(y.dtype, p.dtype) else kind
 
 
 def reduce_value(name, y, p, w, theta):
-    return _run(name, _value_kind("reduce_value", name, y, p), y, p, w, theta)
+    return _run(name, value_kind("reduce_value", name, y, p), y, p, w, theta)
 
 
 def value_none(name, y, p, w, theta, out):
-    return _run(name, _value_kind("value_none", name, y, p), y, p, w, theta, out)[1]
+    return _run(name, value_kind("value_none", name, y, p), y, p, w, theta, out)[1]
 
 
 def grad(name, y, p, w, theta, scale, out):
