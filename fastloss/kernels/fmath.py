@@ -215,6 +215,15 @@ def _flog_reduce(x):
 
 
 @njit(**SCALAR_OPTIONS)
+def _flog_reduce_small(x):
+    """``_flog_reduce`` for x in [0, 1/2] without its compare (``fmath32.log_reduce_small``):
+    x 2^54 is exact and normal, and the 54 comes off k through the bias."""
+    ix = f64_as_i64(x * _TWO54) - (_SQRT_HALF_BITS + (54 << 52))
+    k = i64_as_f64((ix >> 52) + _SHIFTER_BITS) - _SHIFTER
+    return k, i64_as_f64((ix & 0x000FFFFFFFFFFFFF) + _SQRT_HALF_BITS) - 1.0
+
+
+@njit(**SCALAR_OPTIONS)
 def flog(x):
     """Natural logarithm: -inf at 0, nan below 0."""
     k, f = _flog_reduce(x)
@@ -363,6 +372,7 @@ log = _in_own_precision(flog, "log")
 log1p = _in_own_precision(flog1p, "log1p")
 log1p_unit = _in_own_precision(flog1p_unit, "log1p_unit")
 log_reduce = _in_own_precision(_flog_reduce, "log_reduce")
+log_reduce_small = _in_own_precision(_flog_reduce_small, "log_reduce_small")
 _ONE_MINUS_SQRT_HALF = 0.2928932188134524     # 1 - sqrt(2)/2
 
 
@@ -420,10 +430,10 @@ def _floored(r, floor):
 
 @njit(inline="always", **SCALAR_OPTIONS)
 def _log_of_small(s):
-    """log_kernel's arguments for log s, s in [0, 1/2] or NaN: ``log_reduce``'s, NaN
+    """log_kernel's arguments for log s, s in [0, 1/2] or NaN: ``log_reduce_small``'s, NaN
     passed on through f.  At s = 0 they give the logarithm of 2^-152 (float32) or
     2^-1077 (float64), below any floor of at least -100; no special-value selects."""
-    k, f = log_reduce(s)
+    k, f = log_reduce_small(s)
     return k, f + as_type_of(0.0, s) * s
 
 
