@@ -15,8 +15,10 @@ table row runs, the figures mean nothing.  Takes about two to four minutes on
 an H200, most of it compiling kernels; exits 1 if any check fails.
 
 What it prints:
-1. the device, and the device-to-device copy bandwidth this script measures
-   (read + write), beside the card's nominal HBM bandwidth where known;
+1. the device, and the bandwidths this script measures: a device-to-device
+   copy (read + write) and a read probe (a kernel of the same launch shape
+   as the losses' that only sums a float32 array of n = 2e8, the bytes of a
+   loss's y and p), beside the card's nominal HBM bandwidth where known;
 2. checks: every registered loss (value, value_and_grad, grad_hess; float32
    and float64; weights) and the row losses (cross_entropy over its options,
    nll, multi_margin, softmax_focal, linear_cross_entropy, the PyTorch
@@ -24,8 +26,8 @@ What it prints:
    bitwise reproducibility;
 3. throughput: each loss's value at n = 1e8 float32 as bytes read per second,
    whole call (what a user gets: launch, reduction, copy of the result) and
-   kernel alone (launches queued back to back), as a share of the measured
-   copy bandwidth and of the nominal one, beside PyTorch CUDA eager; then
+   kernel alone (launches queued back to back), as a share of the read
+   probe's bandwidth and of the nominal one, beside PyTorch CUDA eager; then
    cross_entropy forward and forward+backward at (8192, 128000) float32
    against PyTorch.
 """
@@ -53,14 +55,14 @@ def parser():
 
 SIM = False
 N = CE_SHAPE = REPEAT = CHECK_N = ROW_SHAPE = LOSSES = None
-np = cuda = fl = peers = launch = ops = sample = REGISTRY = None
+np = cuda = fl = peers = launch = ops = elementwise = sample = REGISTRY = None
 torch = TORCH = cupy = CUPY = None
 
 
 def _configure(args):
     """Sizes from the arguments; the imports (after NUMBA_ENABLE_CUDASIM is set)."""
     global SIM, N, CE_SHAPE, REPEAT, CHECK_N, ROW_SHAPE, LOSSES
-    global np, cuda, fl, peers, launch, ops, sample, REGISTRY, torch, TORCH, cupy, CUPY
+    global np, cuda, fl, peers, launch, ops, elementwise, sample, REGISTRY, torch, TORCH, cupy, CUPY
     if args.simulate:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
     SIM = args.simulate
@@ -74,11 +76,13 @@ def _configure(args):
 
     import fastloss
     from fastloss import peers as fastloss_peers
+    from fastloss.backends.cuda import elementwise as cuda_elementwise
     from fastloss.backends.cuda import launch as cuda_launch
     from fastloss.backends.cuda import ops as cuda_ops
     from fastloss.examples import inputs
     from fastloss.specs import REGISTRY as registry
     np, cuda, fl, peers, launch, ops = numpy, numba_cuda, fastloss, fastloss_peers, cuda_launch, cuda_ops
+    elementwise = cuda_elementwise
     sample, REGISTRY = inputs, registry
     LOSSES = ([name for name in registry if not registry[name].custom] if args.losses is None
               else args.losses.split(","))
@@ -161,7 +165,19 @@ def device():
     nominal = next((v for k, v in NOMINAL_GBS.items() if k in name), None)
     print(f"  device-to-device copy of {N:.3g} float32: {copy:,.0f} GB/s (read + write)"
           + (f"; nominal HBM {nominal:,.0f} GB/s" if nominal else ""))
-    return copy, nominal
+    del src, dst
+    probe = cuda.to_device(np.ones(2 * N, np.float32))
+    kernel, blocks, partials = elementwise.sum_and_negatives, launch.blocks_for(2 * N), launch.partials()
+    reps = 2 if SIM else 20
+
+    def queued():
+        for _ in range(reps):
+            kernel[blocks, launch.THREADS](probe, partials.sums, partials.counts)
+
+    read = 4 * 2 * N * reps / timed(queued) / 1e9
+    print(f"  read probe (sum of {2 * N:.3g} float32, the losses' launch shape): {read:,.0f} GB/s"
+          + (f", {read / nominal:.0%} of nominal" if nominal else ""))
+    return read, nominal
 
 
 # -- 2. checks ------------------------------------------------------------------
@@ -273,16 +289,16 @@ def check_linear(rng):
 
 # -- 3. throughput ----------------------------------------------------------------
 
-def throughput(copy, nominal):
-    section(f"throughput: value at n = {N:.3g} float32 (bytes read / s; shares of the measured "
-            f"copy bandwidth{' and of nominal' if nominal else ''})")
+def throughput(read, nominal):
+    section(f"throughput: value at n = {N:.3g} float32 (bytes read / s; shares of the read "
+            f"probe's bandwidth{' and of nominal' if nominal else ''})")
     rng = np.random.default_rng(2)
     head = (f"  {'loss':34} {'call GB/s':>10} {'share':>12} {'kernel GB/s':>12} {'share':>12}"
             f" {'v&g GB/s':>9} {'torch GB/s':>10} {'vs torch':>8}")
     print(head)
 
     def share(gbs):
-        text = f"{gbs / copy:.0%}"
+        text = f"{gbs / read:.0%}"
         return text + (f"/{gbs / nominal:.0%}" if nominal else "")
 
     for name in LOSSES:
@@ -317,7 +333,7 @@ def throughput(copy, nominal):
         del dy, dp, out
 
 
-def throughput_cross_entropy(copy):
+def throughput_cross_entropy(read):
     rows, classes = CE_SHAPE
     section(f"throughput: cross_entropy at ({rows}, {classes}) float32, integer labels")
     rng = np.random.default_rng(3)
@@ -329,7 +345,7 @@ def throughput_cross_entropy(copy):
     fwd = timed(lambda: loss(t, x))
     fwd_bwd = timed(lambda: loss.value_and_grad(t, x, out=grad))
     print(f"  fastloss forward          {fwd * 1e3:8.2f} ms  {nbytes / fwd / 1e9:8,.0f} GB/s read"
-          f" ({nbytes / fwd / 1e9 / copy:.0%} of copy)")
+          f" ({nbytes / fwd / 1e9 / read:.0%} of the read probe)")
     print(f"  fastloss forward+backward {fwd_bwd * 1e3:8.2f} ms  "
           f"(reads the logits twice, writes the gradient once: "
           f"{3 * nbytes / fwd_bwd / 1e9:,.0f} GB/s moved)")
@@ -374,9 +390,9 @@ def main(argv=None):
     _configure(args)
     FAILURES.clear()
     start = time.perf_counter()
-    copy, nominal = device()
+    read, nominal = device()
     for step, call_args in ((check_elementwise, ()), (check_rows, ()),
-                            (throughput, (copy, nominal)), (throughput_cross_entropy, (copy,))):
+                            (throughput, (read, nominal)), (throughput_cross_entropy, (read,))):
         run_section(step, *call_args)
     print(f"\n{len(FAILURES)} failed check(s); {time.perf_counter() - start:.0f} s in all")
     return 1 if FAILURES else 0

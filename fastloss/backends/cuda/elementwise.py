@@ -146,7 +146,7 @@ def sum_and_negatives(w, sums, counts):
     s = 0.0
     k = 0
     for i in range(cuda.grid(1), w.shape[0], cuda.gridsize(1)):
-        wi = np.float64(w[i])
+        wi = np.float64(w[np.uint64(i)])
         s += wi
         k += wi < 0.0
     store_partial(s, k, sums, counts)
