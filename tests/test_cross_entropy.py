@@ -105,6 +105,23 @@ def test_extreme_logits_stay_finite(dtype):
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_masked_classes_with_minus_infinity_logits(backend, rng):
+    """Masking a class with a logit of -inf (as attention masks do) leaves the loss finite
+    wherever the label is not masked, and the masked classes get a zero gradient."""
+    x = rng.standard_normal((6, 40)) * 3
+    x[:, 7] = -np.inf
+    x[2, :20] = -np.inf
+    x[4, 1::2] = -np.inf
+    labels = np.array([0, 3, 25, 39, 2, 11])
+    value, grad = fl.get("cross_entropy").value_and_grad(labels, x, reduction="none", backend=backend)
+    expected, expected_grad = _torch(x, labels, "none")
+    assert np.isfinite(value).all() and np.isfinite(grad).all()
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
+    assert np.all(grad[np.isinf(x)] == 0.0)
+
+
 def test_in_place_gradient_over_the_logits(rng):
     x, labels, _ = _problem(rng, N=300, C=50, dtype=np.float32)
     loss = fl.get("cross_entropy", label_smoothing=0.1)

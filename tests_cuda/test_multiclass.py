@@ -90,8 +90,7 @@ def test_extreme_rows_through_the_four_column_steps():
     labels = np.array([1, 20, 2, 30])
     loss = fl.get("cross_entropy")
     value, grad = loss.value_and_grad(labels, x, backend="cuda", reduction="none")
-    # the CPU kernels are the oracle here: the NumPy reference's 0 * log(0) gives NaN at -inf
-    ev, eg = loss.value_and_grad(labels, x, backend="cpu", reduction="none")
+    ev, eg = loss.value_and_grad(labels, x, backend="numpy", reduction="none")
     assert np.all(np.isfinite(value)) and np.all(np.isfinite(grad))
     assert_close(value, ev, np.float64)
     assert_close(grad, eg, np.float64)

@@ -375,6 +375,11 @@ def _log_softmax(z):
     return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
 
 
+def _logsumexp(z):
+    m = np.max(z, axis=1, keepdims=True)
+    return (m + np.log(np.sum(np.exp(z - m), axis=1, keepdims=True)))[:, 0]
+
+
 def _ce_target_weights(labels, targets, class_weight, ignore_index, eps, C):
     """(N, C) weight of each class in each row's target, PyTorch's definition."""
     w = np.ones(C) if class_weight is None else np.asarray(class_weight, dtype=np.float64)
@@ -396,12 +401,13 @@ def cross_entropy_rows(x, labels, targets, class_weight, sample_weight, ignore_i
     with np.errstate(over="ignore", under="ignore"):
         zc = x if softcap is None else softcap * np.tanh(x / softcap)
         logp = _log_softmax(zc)
-        lse = (zc - logp)[:, 0] if C else np.zeros(N)
+        lse = _logsumexp(zc) if C else np.zeros(N)
     b = _ce_target_weights(labels, targets, class_weight, ignore_index, eps, C)
     keep = np.ones(N, bool) if labels is None else labels != ignore_index
     r = np.ones(N) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     r = r * keep
-    rows = r * (-(b * logp).sum(axis=1) + z * lse ** 2)
+    # a class with no target weight adds nothing, even where its logit is -inf (a masked class)
+    rows = r * (-(b * np.where(b != 0, logp, 0.0)).sum(axis=1) + z * lse ** 2)
     p = np.exp(logp)
     grad = r[:, None] * (b.sum(axis=1, keepdims=True) * p - b + 2 * z * lse[:, None] * p)
     if softcap is not None:
