@@ -118,6 +118,11 @@ def test_kernels_get_the_llvm_options_their_spec_asks_for(monkeypatch):
             assert tuned[disp] == (spec.float32_interleave, expected), kind
         sixteen_lanes[name] = [tuned[ks[k + "_f32"]][1] for k in cpu.FLOAT32_KINDS]
         cpu.forget(name)
+    cpu.forget("kl_div")
+    ks = cpu.kernels("kl_div", False)
+    assert tuned[ks["reduce_value@constant"]][0] == tuned[ks["value_none"]][0] == 0
+    assert tuned[ks["value_and_grad@constant"]][0] == tuned[ks["grad"]][0] == 4
+    cpu.forget("kl_div")
     assert REGISTRY["hinge"].float32_in_one_pass and REGISTRY["log_cosh"].float32_interleave
     assert sixteen_lanes["hinge"] == [True] * 4
     assert sixteen_lanes["mse"] == [False, True, True, True]    # its value at eight

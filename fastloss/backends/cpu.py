@@ -558,7 +558,7 @@ def kernels(name, parallel):
                     cache.enable(disp, f"{label}-{kind}-{variant}")
                     full_width(disp)
                     if spec is not None:
-                        tuned_for_float32(disp, spec.float32_interleave,
+                        tuned_for_float32(disp, spec.interleave_for(kind),
                                           _sixteen_float32_lanes(spec, kind))
                 _kernels[key] = ks
     return ks
