@@ -82,9 +82,10 @@ def _custom_line(rows, compile_s):
                            f"({r[m][0] / r[m][1]:.2f}x)" for m in ("value", "value_and_grad"))
         parts.append(f"{c} (custom) vs {b}: {ratios}")
     return ("custom losses (fastloss.custom_loss) against the built-in of the same arithmetic: "
-            + "; ".join(parts) + f"\n  first value_and_grad of a new custom loss in a fresh "
-            f"process: {compile_s['cold']:.2f} s compiling, {compile_s['warm']:.2f} s from the "
-            f"kernel cache")
+            + "; ".join(parts) + "\n  first value_and_grad of a new custom loss in a fresh "
+            + ("process: not measured with --quick" if compile_s is None else
+               f"process: {compile_s['cold']:.2f} s compiling, {compile_s['warm']:.2f} s from "
+               f"the kernel cache"))
 
 
 def bench(args):
@@ -142,7 +143,7 @@ def bench(args):
     warmup.warm(names, dtype)
 
     probe_n = 1 << 25 if args.quick else 1 << 26
-    bw = bandwidth.measure(n=probe_n, repeats=repeats)
+    bw = bandwidth.measure(n=probe_n, repeats=1 if args.quick else repeats)
     # cross-entropy first: the elementwise phase ends with PyTorch, whose
     # threads keep spinning for a while afterwards
     ce = softmax.measure(N=2048 if args.quick else 8192, repeats=repeats,
@@ -160,7 +161,7 @@ def bench(args):
     small = throughput.small_call_overhead(repeats=500 if args.quick else 2000)
     start = startup.measure()
     custom_rows = custom.measure(n=n, dtype=dtype, repeats=repeats)
-    custom_compile = custom.compile_seconds()
+    custom_compile = None if args.quick else custom.compile_seconds()   # 4 s of a quick run
     if args.json:
         print(json.dumps({
             "n": n, "dtype": str(dtype), "threads": fl.get_num_threads(),
@@ -188,6 +189,9 @@ def bench(args):
               f"{min(b['read_write'] for b in beside):.1f}-{max(b['read_write'] for b in beside):.1f}")
     print()
     print(_throughput_tables(rows, bw))
+    if args.quick:
+        print(f"(--quick: NumPy timed on the first n/{throughput.NUMPY_QUICK_FRACTION} elements, "
+              f"its times scaled to n)")
     print("\n" + _cross_entropy_line(ce, bw))
     print(_linear_ce_line(lce, lce_shape))
     print(f"\nper call at n = 10: fastloss.mse {small['fastloss']:.2f} us, "

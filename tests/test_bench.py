@@ -37,3 +37,15 @@ def test_the_sklearn_runners_return_the_mean_and_the_gradient(name, rng):
         np.testing.assert_allclose(factor * mean, loss(y, p), rtol=1e-5)
     np.testing.assert_allclose(factor * grad, loss.grad(y, p, reduction="none"),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_quick_bench_runs_end_to_end_and_says_what_it_shortened(capsys):
+    """``fastloss bench --quick`` (the README's first command), on two losses and small arrays."""
+    from fastloss.cli import main
+    assert main(["bench", "--quick", "--no-peers", "--losses", "mse,log_cosh", "--n", "200000"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split()[0] for line in out.splitlines() if line.startswith(("mse ", "log_cosh "))]
+    assert sorted(rows) == ["log_cosh", "log_cosh", "mse", "mse"]   # value and value_and_grad
+    assert "(--quick: NumPy timed on the first n/10 elements, its times scaled to n)" in out
+    assert "new custom loss in a fresh process: not measured with --quick" in out
+    assert "start-up: import fastloss" in out and "cross_entropy (2048, 32000)" in out

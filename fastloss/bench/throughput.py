@@ -99,6 +99,9 @@ def _sklearn_runners(name, y, p, threads):
     return value, value_and_grad
 
 
+NUMPY_QUICK_FRACTION = 10
+
+
 def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=True,
             progress=None, quick_baselines=False):
     """Rows of timings for each loss (both methods), side by side in one run.
@@ -106,7 +109,8 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
     fastloss runs ``repeats`` times (milliseconds each); the baselines, tens to
     thousands of times slower, half as often, or once with ``quick_baselines``
     (``fastloss bench --quick``), where they also skip their warm-up run but for
-    PyTorch's first loss and scikit-learn's every loss (see below).
+    PyTorch's first loss and scikit-learn's every loss (see below), and NumPy
+    runs on a tenth of the elements, its time scaled to n.
 
     Implementations run in phases (fastloss for every loss, then NumPy, then
     PyTorch, then scikit-learn) rather than interleaved: PyTorch's OpenMP
@@ -144,13 +148,18 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
     del beside                  # its streams: the peers below need the memory more
     reps = 1 if quick_baselines else max(1, repeats // 2)
     warm = not quick_baselines
+    # With quick_baselines, NumPy runs on the first tenth of the elements and its time is
+    # scaled by ten: its float64 temporaries make it compute-bound at tens to hundreds of
+    # nanoseconds an element (half of --quick's time went to it), so the cost per element
+    # barely depends on n, and the smaller temporaries, nearer the caches, favour NumPy.
+    part = max(1, n // NUMPY_QUICK_FRACTION) if quick_baselines else n
     for row, name in losses.items():
-        y, p = data[row]
+        y, p = (a[:part] for a in data[row])
         loss = fl.get(name)
         rows[row, "value"].seconds["numpy"] = best_time(
-            lambda: loss(y, p, backend="numpy"), reps, warm)
+            lambda: loss(y, p, backend="numpy"), reps, warm) * n / part
         rows[row, "value_and_grad"].seconds["numpy"] = best_time(
-            lambda: loss.value_and_grad(y, p, backend="numpy"), reps, warm)
+            lambda: loss.value_and_grad(y, p, backend="numpy"), reps, warm) * n / part
     if peers_too:
         for make_runners, label in ((_torch_runners, "torch"), (_sklearn_runners, "sklearn")):
             started = False

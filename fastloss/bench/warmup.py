@@ -1,14 +1,16 @@
 """Compiling the benchmark's kernels before anything is timed, on all cores at once.
 
 On a cold kernel cache most of ``fastloss bench``'s time is Numba compiling
-one kernel after another.  Worker processes compile disjoint shares of the
-kernels the benchmark will call, in parallel, into the shared on-disk cache;
-the benchmark then loads them.  On a warm cache each worker only loads, which
+one kernel after another.  Worker processes compile the kernels the benchmark
+will call, one loss at a time as each becomes free, in parallel, into the
+shared on-disk cache; the benchmark then loads them.  On a warm cache each worker only loads, which
 costs about a second.
 """
 import os
+import selectors
 import subprocess
 import sys
+import tempfile
 
 _SCRIPT = """
 import sys
@@ -19,20 +21,37 @@ from fastloss.examples import inputs
 
 dtype = np.dtype(sys.argv[1])
 rng = np.random.default_rng(0)
-for name in sys.argv[2:]:
+for line in sys.stdin:
+    name = line.strip()
+    if name == "bandwidth":
+        from fastloss.bench import bandwidth
+        bandwidth.measure(n=1 << 12, repeats=1)
+    elif name == "custom":
+        from fastloss.bench import custom
+        exec(custom._DEFINE, {})
+        y, p = inputs("mse", cpu.PARALLEL_MIN_SIZE, rng, dtype)
+        for custom_name, _ in custom.PAIRS:
+            fl.get(custom_name)(y, p)
+            fl.get(custom_name).value_and_grad(y, p)
+    if name in ("bandwidth", "custom"):
+        print(name, flush=True)
+        continue
     if name == "cross_entropy":
         x = rng.standard_normal((64, 1000)).astype(dtype)
         labels = rng.integers(0, 1000, 64)
         loss = fl.get("cross_entropy")
         loss(labels, x)
         loss.value_and_grad(labels, x, out=x.copy())
+        print(name, flush=True)
         continue
     y, p = inputs(name, cpu.PARALLEL_MIN_SIZE, rng, dtype)
     loss = fl.get(name)
     loss(y, p)
     loss.value_and_grad(y, p)
-    if name == "mse":                     # the serial build, for the per-call cost at n = 10
+    if name == "mse":                     # the serial builds, for the per-call cost at n = 10
         loss(y[:10], p[:10])
+        loss(np.ones(10), np.ones(10))
+    print(name, flush=True)
 """
 
 
@@ -40,30 +59,80 @@ def _cached(dispatcher):
     return os.path.exists(dispatcher._cache._cache_file._index_path)
 
 
-def cold(names):
-    """The names (and "cross_entropy") whose benchmark kernels have no on-disk cache yet."""
+def cold(names, dtype):
+    """The names (and "cross_entropy") whose benchmark kernels for ``dtype`` (those a call
+    with the default parameters takes) have no on-disk cache yet; "bandwidth" and "custom"
+    (the probes' kernels and the custom losses') too where the probes' have none."""
+    import numpy as np
+
     from ..backends import cpu
     from ..kernels import softmax
-    out = [] if _cached(softmax.cross_entropy_labels) else ["cross_entropy"]
+    from ..specs import REGISTRY
+    from . import bandwidth
+    out = [] if _cached(bandwidth._read2) else ["bandwidth", "custom"]
+    if not _cached(softmax.cross_entropy_labels):
+        out.append("cross_entropy")
+    example = np.zeros(1, dtype)
     for name in names:
         ks = cpu.kernels(name, True)
-        if not (_cached(ks["reduce_value"]) and _cached(ks["value_and_grad"])):
+        theta = tuple(param.to_float(param.default) for param in REGISTRY[name].params)
+        if not all(_cached(ks[cpu._kind(name, kind, theta, example, example)])
+                   for kind in ("reduce_value", "value_and_grad")):
             out.append(name)
     return out
 
 
+def _slow_first(names):
+    """The order to hand kernels out in: the transcendental losses (long float32 bodies, two
+    to eight seconds to compile) and cross_entropy before the arithmetic ones (about one)."""
+    from ..specs import REGISTRY
+
+    def quick(name):
+        if name in ("bandwidth", "custom"):
+            return True
+        spec = REGISTRY.get(name)
+        return spec is not None and (spec.float32_in_one_pass or not spec.float32_value)
+    return sorted(names, key=lambda name: (quick(name), name))
+
+
 def warm(names, dtype, workers=None):
     """Compile the parallel kernels of ``names`` (and cross_entropy's) for ``dtype`` in worker
-    processes, where the on-disk cache has none yet."""
+    processes, where the on-disk cache has none yet.
+
+    Each worker is handed the next loss when it finishes one (a line on its stdin, echoed
+    on its stdout when done), the slow ones first: a fixed split left one worker compiling
+    for twice as long as the other.
+    """
     workers = max(1, workers or os.cpu_count() or 1)
-    names = cold(names)
-    if not names:
-        return
-    groups = [names[i::workers] for i in range(workers)]
-    procs = [subprocess.Popen([sys.executable, "-c", _SCRIPT, str(dtype), *group],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for group in groups if group]
-    for proc in procs:
-        _, err = proc.communicate()
-        if proc.returncode:
-            raise RuntimeError(f"compiling the benchmark's kernels failed:\n{err.decode()[-2000:]}")
+    pending = iter(_slow_first(cold(names, dtype)))
+    selector = selectors.DefaultSelector()
+    procs = {}                                  # worker -> the file of its stderr
+    for _ in range(workers):
+        name = next(pending, None)
+        if name is None:
+            break
+        errors = tempfile.TemporaryFile(mode="w+")
+        proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, str(dtype)], text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
+        procs[proc] = errors
+        proc.stdin.write(name + "\n")
+        proc.stdin.flush()
+        selector.register(proc.stdout, selectors.EVENT_READ, proc)
+    running = set(procs)
+    while running:
+        for key, _ in selector.select():
+            proc = key.data
+            name = next(pending, None) if proc.stdout.readline() else None
+            if name is not None:
+                proc.stdin.write(name + "\n")
+                proc.stdin.flush()
+                continue
+            selector.unregister(proc.stdout)
+            proc.stdin.close()
+            running.discard(proc)
+    for proc, errors in procs.items():
+        with errors:
+            if proc.wait():
+                errors.seek(0)
+                raise RuntimeError("compiling the benchmark's kernels failed:\n"
+                                   + errors.read()[-2000:])
