@@ -8,9 +8,15 @@ asks the current device for its compute capability only to compile device
 functions, and here is told (9, 0).  Exit status 0: all compiled; 77: no
 NVVM on this machine (the test skips); 1: a kernel failed, printed.
 
-    NUMBA_ENABLE_CUDASIM=0 python -m tests_cuda.compile_ptx
+    NUMBA_ENABLE_CUDASIM=0 python -m tests_cuda.compile_ptx [--stats]
+
+``--stats`` also prints each kernel's registers and spills (``ptxas -v``) and the
+instruction mix of its longest loop: a static look at the kernels without a GPU
+(pip install nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12 gives NVVM, NVRTC and
+ptxas where no CUDA toolkit is installed).
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -88,7 +94,30 @@ def _toolkit_missing():
     return tuple(errors)
 
 
+def loop_profile(ptx):
+    """(instructions, 64-bit integer ones, float64 ones, global loads) of the longest innermost
+    loop in ``ptx`` (a label and a later branch back to it, holding no other such loop): what
+    a kernel does per step, without a GPU.  LLVM may have unrolled the loop: divide by the
+    loads per element."""
+    lines = [line.strip() for line in ptx.splitlines()]
+    labels = {line[:-1]: i for i, line in enumerate(lines) if re.fullmatch(r"\$L__BB\d+_\d+:", line)}
+    loops = []
+    for i, line in enumerate(lines):
+        back = re.search(r"bra(?:\.uni)?\s+(\$L__BB\d+_\d+);", line)
+        if back and labels.get(back.group(1), i) < i:
+            loops.append((labels[back.group(1)], i))
+    innermost = [(a, b) for a, b in loops
+                 if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in loops)]
+    best = []
+    for a, b in innermost:
+        body = [x for x in lines[a:b + 1] if x and not x.startswith(("$", "//", ".", "{", "}"))]
+        best = max(best, body, key=len)
+    return (len(best), sum(bool(re.search(r"\.[sub]64\s", x)) for x in best),
+            sum(".f64" in x for x in best), sum("ld.global" in x for x in best))
+
+
 def main():
+    stats = "--stats" in sys.argv[1:]
     os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
     from numba import cuda, typeof
 
@@ -119,11 +148,18 @@ def main():
                 path = os.path.join(tmp, "k.ptx")
                 with open(path, "w") as f:
                     f.write(ptx)
-                run = subprocess.run([ptxas, f"-arch=sm_{CC[0]}{CC[1]}", path, "-o", path + ".o"],
-                                     capture_output=True, text=True)
+                run = subprocess.run([ptxas, f"-arch=sm_{CC[0]}{CC[1]}", "-v", path,
+                                      "-o", path + ".o"], capture_output=True, text=True)
                 if run.returncode:
                     failures += 1
                     print(f"FAIL ptxas {label}: {run.stderr[:2000]}")
+                elif stats:
+                    registers = re.search(r"Used (\d+) registers", run.stderr)
+                    spills = re.search(r"(\d+) bytes spill stores", run.stderr)
+                    n, i64, f64, loads = loop_profile(ptx)
+                    print(f"{label:45} {signature[0]!s:30.30} registers {registers and registers.group(1)}"
+                          f" spill {spills and spills.group(1)}  loop: {n} instructions, "
+                          f"{i64} 64-bit integer, {f64} float64, {loads} loads")
     print(f"{count - failures} of {count} kernels compiled to sm_{CC[0]}{CC[1]} PTX"
           + (" and assembled by ptxas" if ptxas else " (no ptxas found: not assembled)"))
     return 1 if failures else 0
