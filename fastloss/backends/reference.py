@@ -369,15 +369,16 @@ def weight_stats(w):
 
 # -- softmax cross-entropy over rows (independent of fastloss.kernels.softmax) --
 
-def _log_softmax(z):
+def _log_softmax_and_lse(z):
+    """(log softmax of each row, its log-sum-exp), both from the row's maximum."""
     m = np.max(z, axis=1, keepdims=True)
     shifted = z - m
-    return shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    log_sum = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+    return shifted - log_sum, (m + log_sum)[:, 0]
 
 
-def _logsumexp(z):
-    m = np.max(z, axis=1, keepdims=True)
-    return (m + np.log(np.sum(np.exp(z - m), axis=1, keepdims=True)))[:, 0]
+def _log_softmax(z):
+    return _log_softmax_and_lse(z)[0]
 
 
 def _ce_target_weights(labels, targets, class_weight, ignore_index, eps, C):
@@ -400,8 +401,7 @@ def cross_entropy_rows(x, labels, targets, class_weight, sample_weight, ignore_i
     N, C = x.shape
     with np.errstate(over="ignore", under="ignore"):
         zc = x if softcap is None else softcap * np.tanh(x / softcap)
-        logp = _log_softmax(zc)
-        lse = _logsumexp(zc) if C else np.zeros(N)
+        logp, lse = _log_softmax_and_lse(zc) if C else (np.zeros((N, 0)), np.zeros(N))
     b = _ce_target_weights(labels, targets, class_weight, ignore_index, eps, C)
     keep = np.ones(N, bool) if labels is None else labels != ignore_index
     r = np.ones(N) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)

@@ -3,8 +3,8 @@
 On a cold kernel cache most of ``fastloss bench``'s time is Numba compiling
 one kernel after another.  Worker processes compile the kernels the benchmark
 will call, one loss at a time as each becomes free, in parallel, into the
-shared on-disk cache; the benchmark then loads them.  On a warm cache each worker only loads, which
-costs about a second.
+shared on-disk cache; the benchmark then loads them.  On a warm cache there is
+nothing to compile and no worker starts.
 """
 import os
 import selectors
@@ -33,24 +33,20 @@ for line in sys.stdin:
         for custom_name, _ in custom.PAIRS:
             fl.get(custom_name)(y, p)
             fl.get(custom_name).value_and_grad(y, p)
-    if name in ("bandwidth", "custom"):
-        print(name, flush=True)
-        continue
-    if name == "cross_entropy":
+    elif name == "cross_entropy":
         x = rng.standard_normal((64, 1000)).astype(dtype)
         labels = rng.integers(0, 1000, 64)
         loss = fl.get("cross_entropy")
         loss(labels, x)
         loss.value_and_grad(labels, x, out=x.copy())
-        print(name, flush=True)
-        continue
-    y, p = inputs(name, cpu.PARALLEL_MIN_SIZE, rng, dtype)
-    loss = fl.get(name)
-    loss(y, p)
-    loss.value_and_grad(y, p)
-    if name == "mse":                     # the serial builds, for the per-call cost at n = 10
-        loss(y[:10], p[:10])
-        loss(np.ones(10), np.ones(10))
+    else:
+        y, p = inputs(name, cpu.PARALLEL_MIN_SIZE, rng, dtype)
+        loss = fl.get(name)
+        loss(y, p)
+        loss.value_and_grad(y, p)
+        if name == "mse":                 # the serial builds, for the per-call cost at n = 10
+            loss(y[:10], p[:10])
+            loss(np.ones(10), np.ones(10))
     print(name, flush=True)
 """
 
@@ -87,11 +83,9 @@ def _slow_first(names):
     to eight seconds to compile) and cross_entropy before the arithmetic ones (about one)."""
     from ..specs import REGISTRY
 
-    def quick(name):
-        if name in ("bandwidth", "custom"):
-            return True
+    def quick(name):        # the arithmetic losses are the one-pass ones
         spec = REGISTRY.get(name)
-        return spec is not None and (spec.float32_in_one_pass or not spec.float32_value)
+        return name in ("bandwidth", "custom") or (spec is not None and spec.float32_in_one_pass)
     return sorted(names, key=lambda name: (quick(name), name))
 
 

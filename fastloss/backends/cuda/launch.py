@@ -18,6 +18,8 @@ from numba import cuda, float64, types
 from numba.core import config
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
+THREADS = 4 if SIMULATED else 256          # a power of two: the trees halve it
+MAX_BLOCKS = 2 if SIMULATED else 1024       # about eight resident blocks per SM on an H100/H200
 
 
 class NoneAsNullPointer:
@@ -39,8 +41,6 @@ def kernel(fn):
     if SIMULATED:
         return cuda.jit(fn)
     return cuda.jit(extensions=[NoneAsNullPointer()])(fn)
-THREADS = 4 if SIMULATED else 256          # a power of two: the trees halve it
-MAX_BLOCKS = 2 if SIMULATED else 1024       # about eight resident blocks per SM on an H100/H200
 
 
 def blocks_for(n):
