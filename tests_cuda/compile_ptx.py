@@ -11,7 +11,7 @@ NVVM on this machine (the test skips); 1: a kernel failed, printed.
     NUMBA_ENABLE_CUDASIM=0 python -m tests_cuda.compile_ptx [--stats]
 
 ``--stats`` also prints each kernel's registers and spills (``ptxas -v``) and the
-instruction mix of its longest loop: a static look at the kernels without a GPU
+instruction mix of its main loop: a static look at the kernels without a GPU
 (pip install nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12 gives NVVM, NVRTC and
 ptxas where no CUDA toolkit is installed).
 """
@@ -63,7 +63,6 @@ def _cases():
                      (y, f32, w, 1, theta, sums, counts)),
                     (f"{name}.value_none_f32", ks["value_none_f32"],
                      (y, f32, w, 1, theta, f32, sums, counts)))
-    yield "finish", launch.finish, (sums, counts, 2, sums)
     yield "sum_and_negatives", elementwise.sum_and_negatives, (f64, sums, counts)
     yield "copy_1d", elementwise.copy_1d, (f64, np.zeros(4, np.float16))
     yield "copy_2d", elementwise.copy_2d, (np.zeros((3, 4), np.float32).T, f32)
@@ -95,9 +94,10 @@ def _toolkit_missing():
 
 
 def loop_profile(ptx):
-    """(instructions, 64-bit integer ones, float64 ones, global loads) of the longest innermost
-    loop in ``ptx`` (a label and a later branch back to it, holding no other such loop): what
-    a kernel does per step, without a GPU.  LLVM may have unrolled the loop: divide by the
+    """(instructions, 64-bit integer ones, float64 ones, global loads) of the innermost loop
+    in ``ptx`` (a label and a later branch back to it, holding no other such loop) with the
+    most global loads, the longest of those: what a kernel does per step over its data
+    (not the last block's walk over the partials), without a GPU.  LLVM may have unrolled the loop: divide by the
     loads per element."""
     lines = [line.strip() for line in ptx.splitlines()]
     labels = {line[:-1]: i for i, line in enumerate(lines) if re.fullmatch(r"\$L__BB\d+_\d+:", line)}
@@ -111,7 +111,7 @@ def loop_profile(ptx):
     best = []
     for a, b in innermost:
         body = [x for x in lines[a:b + 1] if x and not x.startswith(("$", "//", ".", "{", "}"))]
-        best = max(best, body, key=len)
+        best = max(best, body, key=lambda b: (sum("ld.global" in x for x in b), len(b)))
     return (len(best), sum(bool(re.search(r"\.[sub]64\s", x)) for x in best),
             sum(".f64" in x for x in best), sum("ld.global" in x for x in best))
 

@@ -139,6 +139,23 @@ def test_results_are_bitwise_reproducible(rng):
     assert all(fl.log_cosh(dy, dp) == first for _ in range(2))
 
 
+def test_reductions_reuse_their_buffers_across_grid_sizes(rng):
+    """One launch per reduction: the last block adds the partials and re-arms the ticket, so
+    calls on one- and many-block grids, one after another on the same buffers, all agree
+    with the reference (a ticket left armed would return an earlier call's result)."""
+    from fastloss.backends.cuda import launch
+
+    parts = launch.partials()
+    for n in (3, 5 * launch.THREADS * launch.MAX_BLOCKS, 1, 2 * launch.THREADS, 3):
+        y, p = sample("mse", n, rng, np.float64)
+        assert launch.blocks_for(n) >= 1
+        assert fl.mse(y, p, backend="cuda", reduction="sum") == pytest.approx(
+            fl.mse(y, p, backend="numpy", reduction="sum"), rel=1e-12)
+        assert launch.partials() is parts
+        assert parts.counts.copy_to_host()[launch.TICKET] == 0
+        assert parts.total() == (pytest.approx(np.sum((p - y) ** 2), rel=1e-12), 0)
+
+
 def test_accumulator_takes_device_chunks(rng):
     y, p = sample("mse", 40, rng)
     acc = fl.Accumulator(["mse", "mae"])

@@ -2,10 +2,13 @@
 
 A reducing kernel runs a fixed grid: every thread adds its elements (a
 grid-stride loop) in float64, each block adds its threads' sums with a tree
-in shared memory and writes one partial, and ``finish`` (one block) adds the
-partials, again in a fixed order.  No floating-point atomics: the same inputs
-on the same grid give the same bits on every run.  The grid depends on the
-input size only, never on the device, so two GPUs agree too.
+in shared memory and writes one partial, and the last block to finish (an
+integer ticket counts them, as in the CUDA Programming Guide's example of
+``__threadfence``) adds all the partials in block order: one launch per
+reduction, not a second kernel for the grid's sum.  No floating-point
+atomics decide any sum: the same inputs on the same grid give the same bits
+on every run.  The grid depends on the input size only, never on the device,
+so two GPUs agree too.
 
 Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1) every thread is a
 Python thread, so blocks and grids are kept small there.
@@ -14,7 +17,7 @@ Python thread, so blocks and grids are kept small there.
 import threading
 
 import numpy as np
-from numba import cuda, float64, types
+from numba import cuda, float64, int32, types
 from numba.core import config
 
 SIMULATED = bool(config.ENABLE_CUDASIM)
@@ -84,33 +87,45 @@ def block_max(value):
     return top
 
 
+TICKET = MAX_BLOCKS          # counts[TICKET]: how many blocks have stored their partials
+RESULT = MAX_BLOCKS          # sums[RESULT], sums[RESULT + 1]: the grid's sum and count
+
+
 @cuda.jit(device=True, inline="always")
 def store_partial(s, k, sums, counts):
-    """Block partials: the float64 sum ``s`` and the integer count ``k`` of this block."""
+    """Store this block's sum of ``s`` (float64) and count ``k``; the grid's last block
+    then writes the sums of all blocks' partials, in block order, to sums[RESULT] and
+    sums[RESULT + 1] and re-arms the ticket.  Every block of the grid calls it once,
+    at its end (a block that returned early would leave the result unwritten)."""
     total = block_sum(s)
     count = block_sum(np.float64(k))          # exact: counts stay far below 2^53
-    if cuda.threadIdx.x == 0:
+    last = cuda.shared.array(1, int32)
+    t = cuda.threadIdx.x
+    if t == 0:
         sums[cuda.blockIdx.x] = total
         counts[cuda.blockIdx.x] = np.int64(count)
-
-
-@kernel
-def finish(sums, counts, blocks, result):
-    """result[0] = sum of the first ``blocks`` partial sums, result[1] = of the counts (one block)."""
-    s = 0.0
-    k = 0
-    for b in range(cuda.threadIdx.x, blocks, THREADS):
-        s += sums[b]
-        k += counts[b]
-    total = block_sum(s)
-    count = block_sum(np.float64(k))
-    if cuda.threadIdx.x == 0:
-        result[0] = total
-        result[1] = count
+        cuda.threadfence()                    # the partial is visible before the ticket is
+        last[0] = cuda.atomic.add(counts, TICKET, 1) == cuda.gridDim.x - 1
+    cuda.syncthreads()
+    if last[0]:
+        cuda.threadfence()
+        s = 0.0
+        c = 0.0
+        b = np.uint32(t)                      # 32-bit index and float count: no more registers
+        while b < cuda.gridDim.x:             # than the loop before it needed (ptxas -v)
+            s += cuda.atomic.add(sums, b, 0.0)    # reads from L2: other blocks' stores
+            c += np.float64(cuda.atomic.add(counts, b, 0))
+            b += np.uint32(THREADS)
+        total = block_sum(s)
+        count = block_sum(c)
+        if t == 0:
+            sums[RESULT] = total
+            sums[RESULT + 1] = count
+            counts[TICKET] = 0
 
 
 class Partials:
-    """Per-block sum and count buffers for up to MAX_BLOCKS blocks, and their reduction.
+    """Per-block sum and count buffers for up to MAX_BLOCKS blocks, the ticket and the result.
 
     One set per thread and CUDA context, reused by every call (allocating device
     memory costs more than a small kernel); ``total`` synchronizes, so a call's
@@ -118,14 +133,13 @@ class Partials:
     """
 
     def __init__(self):
-        self.sums = cuda.device_array(MAX_BLOCKS, np.float64)
-        self.counts = cuda.device_array(MAX_BLOCKS, np.int64)
-        self.result = cuda.device_array(2, np.float64)
+        self.sums = cuda.to_device(np.zeros(MAX_BLOCKS + 2))
+        self.counts = cuda.to_device(np.zeros(MAX_BLOCKS + 1, np.int64))
+        self.result = self.sums[RESULT:RESULT + 2]
         self.host = cuda.pinned_array(2, np.float64)
 
-    def total(self, blocks):
-        """(sum, count) over the first ``blocks`` partials, as a Python float and int."""
-        finish[1, THREADS](self.sums, self.counts, blocks, self.result)
+    def total(self):
+        """(sum, count) of the last reducing kernel launched on these buffers."""
         self.result.copy_to_host(self.host)
         return float(self.host[0]), int(self.host[1])
 
@@ -134,11 +148,13 @@ _pool = threading.local()
 
 
 def partials():
-    """This thread's Partials for the current CUDA context."""
+    """This thread's Partials for the current CUDA context (the simulator's contexts are
+    new objects on every call, so there one set serves all, and the tests reuse it
+    as a GPU does)."""
     pool = getattr(_pool, "partials", None)
     if pool is None:
         pool = _pool.partials = {}
-    key = id(cuda.current_context())
+    key = None if SIMULATED else id(cuda.current_context())
     found = pool.get(key)
     if found is None:
         found = pool[key] = Partials()
@@ -151,4 +167,4 @@ def reduce(kernel, n, *args):
     blocks = blocks_for(n)
     parts = partials()
     kernel[blocks, THREADS](*args, parts.sums, parts.counts)
-    return parts.total(blocks)
+    return parts.total()
