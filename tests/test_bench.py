@@ -49,3 +49,19 @@ def test_quick_bench_runs_end_to_end_and_says_what_it_shortened(capsys):
     assert "(--quick: NumPy timed on the first n/10 elements, its times scaled to n)" in out
     assert "new custom loss in a fresh process: not measured with --quick" in out
     assert "start-up: import fastloss" in out and "cross_entropy (2048, 32000)" in out
+
+
+def test_the_custom_losses_compared_compute_what_their_built_ins_do(rng):
+    """custom.measure's pairs are the same arithmetic (else its ratios mean nothing), and
+    each method of each is timed."""
+    from fastloss.bench import custom
+    results = custom.measure(n=3000, repeats=1)
+    assert sorted(results) == sorted(custom.PAIRS)
+    for (name, builtin), times in results.items():
+        assert sorted(times) == ["value", "value_and_grad"]
+        assert all(t > 0 for pair in times.values() for t in pair)
+        y, p = rng.standard_normal(500), rng.standard_normal(500)
+        a, b = fl.get(name), fl.get(builtin)
+        np.testing.assert_allclose(a(y, p), b(y, p), rtol=1e-12)
+        np.testing.assert_allclose(a.value_and_grad(y, p)[1], b.value_and_grad(y, p)[1],
+                                   rtol=1e-12)
