@@ -25,9 +25,11 @@ What it prints:
    module) on device arrays, against the CPU backend on the same data, and
    bitwise reproducibility;
 3. throughput: each loss's value at n = 1e8 float32 as bytes read per second,
-   whole call (what a user gets: launch, reduction, copy of the result) and
-   kernel alone (launches queued back to back), as a share of the read
-   probe's bandwidth and of the nominal one, beside PyTorch CUDA eager; then
+   whole call (what a user gets: launch, reduction, copy of the result),
+   kernel alone (launches queued back to back) as a share of the read
+   probe's bandwidth and of the nominal one, and one launch waited for; the
+   kernel's registers per thread and its grid in waves (grid blocks over the
+   blocks resident at once); beside PyTorch CUDA eager; then
    cross_entropy forward and forward+backward at (8192, 128000) float32
    against PyTorch.
 """
@@ -294,7 +296,8 @@ def throughput(read, nominal):
             f"probe's bandwidth{' and of nominal' if nominal else ''})")
     rng = np.random.default_rng(2)
     head = (f"  {'loss':34} {'call GB/s':>10} {'share':>12} {'kernel GB/s':>12} {'share':>12}"
-            f" {'v&g GB/s':>9} {'torch GB/s':>10} {'vs torch':>8}")
+            f" {'1 launch':>9} {'regs':>5} {'waves':>6} {'v&g GB/s':>9} {'torch GB/s':>10}"
+            f" {'vs torch':>8}")
     print(head)
 
     def share(gbs):
@@ -318,6 +321,9 @@ def throughput(read, nominal):
                 kernel[blocks, launch.THREADS](dy, dp, None, 1, theta, partials.sums, partials.counts)
 
         kernel_gbs = nbytes * reps / timed(queued) / 1e9
+        args = (dy, dp, None, 1, theta, partials.sums, partials.counts)
+        single = nbytes / timed(lambda: kernel[blocks, launch.THREADS](*args)) / 1e9
+        regs, waves = launch_shape(kernel, args, blocks)
         out = cuda.device_array(N, np.float32)
         vg = 12 * N / timed(lambda: loss.value_and_grad(dy, dp, out=out)) / 1e9
         torch_text, ratio = "-", "-"
@@ -329,8 +335,23 @@ def throughput(read, nominal):
             tgbs = nbytes / timed(lambda: fn(tp, ty, "mean").item()) / 1e9
             torch_text, ratio = f"{tgbs:,.0f}", f"{call / tgbs:.2f}x"
         print(f"  {name:34} {call:10,.0f} {share(call):>12} {kernel_gbs:12,.0f} {share(kernel_gbs):>12}"
-              f" {vg:9,.0f} {torch_text:>10} {ratio:>8}")
+              f" {single:9,.0f} {regs:>5} {waves:>6} {vg:9,.0f} {torch_text:>10} {ratio:>8}")
         del dy, dp, out
+
+
+def launch_shape(kernel, args, blocks):
+    """(registers per thread, grid blocks / blocks resident at once on this GPU) of the
+    kernel compiled for ``args``, as text; "-" where unknown (the simulator).  More than
+    one wave leaves a tail of blocks running on a partly idle GPU."""
+    if SIM:
+        return "-", "-"
+    try:
+        compiled = kernel.overloads[tuple(kernel.typeof_pyval(a) for a in args)]
+        resident = compiled.max_cooperative_grid_blocks(launch.THREADS)
+        return str(compiled.regs_per_thread), f"{blocks / resident:.2f}"
+    except Exception as e:      # a diagnostic: the table goes on without it
+        print(f"  (launch shape unknown: {type(e).__name__}: {e})")
+        return "?", "?"
 
 
 def throughput_cross_entropy(read):
