@@ -97,8 +97,8 @@ def loop_profile(ptx):
     """(instructions, 64-bit integer ones, float64 ones, global loads) of the innermost loop
     in ``ptx`` (a label and a later branch back to it, holding no other such loop) with the
     most global loads, the longest of those: what a kernel does per step over its data
-    (not the last block's walk over the partials), without a GPU.  LLVM may have unrolled the loop: divide by the
-    loads per element."""
+    (not the last block's walk over the partials), without a GPU.  LLVM may have unrolled
+    the loop: divide by the loads per element."""
     lines = [line.strip() for line in ptx.splitlines()]
     labels = {line[:-1]: i for i, line in enumerate(lines) if re.fullmatch(r"\$L__BB\d+_\d+:", line)}
     loops = []

@@ -50,12 +50,12 @@ def measure(n=10_000_000, dtype=np.float32, repeats=5):
     for custom, builtin in PAIRS:
         y, p = inputs(builtin, n, rng, dtype)
         out = np.empty_like(p)
-        calls = {"value": [fl.get(name) for name in (custom, builtin)],
-                 "value_and_grad": [lambda y, p, f=fl.get(name).value_and_grad: f(y, p, out=out)
-                                    for name in (custom, builtin)]}
-        results[(custom, builtin)] = {
-            method: _best_of_rounds([lambda f=f: f(y, p) for f in fns], repeats)
-            for method, fns in calls.items()}
+        losses = [fl.get(name) for name in (custom, builtin)]
+        calls = {"value": [lambda f=loss: f(y, p) for loss in losses],
+                 "value_and_grad": [lambda f=loss.value_and_grad: f(y, p, out=out)
+                                    for loss in losses]}
+        results[(custom, builtin)] = {method: _best_of_rounds(fns, repeats)
+                                      for method, fns in calls.items()}
     return results
 
 

@@ -313,15 +313,14 @@ def throughput(read, nominal):
         call = nbytes / timed(lambda: loss(dy, dp)) / 1e9
         kernel = ops.kernels(name)[ops.value_kind("reduce_value", name, dy, dp)]   # the call's
         blocks, partials = launch.blocks_for(N), launch.partials()
-        theta = loss._theta
+        args = (dy, dp, None, 1, loss._theta, partials.sums, partials.counts)
         reps = 2 if SIM else 20
 
         def queued():
             for _ in range(reps):
-                kernel[blocks, launch.THREADS](dy, dp, None, 1, theta, partials.sums, partials.counts)
+                kernel[blocks, launch.THREADS](*args)
 
         kernel_gbs = nbytes * reps / timed(queued) / 1e9
-        args = (dy, dp, None, 1, theta, partials.sums, partials.counts)
         single = nbytes / timed(lambda: kernel[blocks, launch.THREADS](*args)) / 1e9
         regs, waves = launch_shape(kernel, args, blocks)
         out = cuda.device_array(N, np.float32)
