@@ -86,3 +86,24 @@ def choose_fork_safe_threading_layer():
     import numba
     if numba.config.THREADING_LAYER == "default":
         numba.config.THREADING_LAYER = "forksafe"
+        _load_pip_installed_tbb()
+
+
+def _load_pip_installed_tbb():
+    """Make the ``tbb`` wheel's library findable by Numba's TBB layer.
+
+    The wheel puts ``libtbb.so.12`` in ``<prefix>/lib``, which the dynamic
+    loader does not search in a virtual environment, and Numba's extension
+    has no run path to it (numba/numba#6108), so Numba would fall back to
+    workqueue.  A library loaded with RTLD_GLOBAL is found by its soname.
+    """
+    import ctypes
+    import sys
+    if not sys.platform.startswith("linux"):
+        return
+    path = os.path.join(sys.prefix, "lib", "libtbb.so.12")
+    if os.path.exists(path):
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            pass

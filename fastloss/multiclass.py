@@ -212,17 +212,17 @@ class CrossEntropy:
             if out is not None:
                 out[...] = grad * scale
             return rows
-        from .backends.cpu import apply_num_threads
+        from .backends.cpu import call_parallel
         from .kernels import softmax
-        apply_num_threads()
         rows = np.empty(N)
         if labels is not None:
-            softmax.cross_entropy_labels(x, labels, self.class_weight, w, p["ignore_index"],
-                                         p["label_smoothing"], p["z_loss"], p["softcap"],
-                                         float(scale), out, rows)
+            call_parallel(softmax.cross_entropy_labels, x, labels, self.class_weight, w,
+                          p["ignore_index"], p["label_smoothing"], p["z_loss"], p["softcap"],
+                          float(scale), out, rows)
         else:
-            softmax.cross_entropy_targets(x, targets, self.class_weight, w, p["label_smoothing"],
-                                          p["z_loss"], p["softcap"], float(scale), out, rows)
+            call_parallel(softmax.cross_entropy_targets, x, targets, self.class_weight, w,
+                          p["label_smoothing"], p["z_loss"], p["softcap"], float(scale), out,
+                          rows)
         return rows
 
     @staticmethod
@@ -575,8 +575,6 @@ class _LabelRowLoss:
             if want_grad:
                 grad = (g * scale).astype(dtype)
         else:
-            from .backends.cpu import apply_num_threads
-            apply_num_threads()
             rows = np.empty(N)
             if want_grad:
                 grad = np.empty(x.shape, x.dtype)
@@ -654,9 +652,10 @@ class MultiMargin(_LabelRowLoss):
                                                      margin))
 
     def _kernel(self, x, labels, w, scale, grad, rows):
+        from .backends.cpu import call_parallel
         from .kernels.margin import multi_margin_rows
-        multi_margin_rows(x, labels, self._ce.class_weight, w, self.params["p"],
-                          self.params["margin"], scale, grad, rows)
+        call_parallel(multi_margin_rows, x, labels, self._ce.class_weight, w, self.params["p"],
+                      self.params["margin"], scale, grad, rows)
 
     def grad_hess(self, y_true, scores, *, sample_weight=None, out=None, backend=None):
         """Gradient ("sum" convention) and the diagonal Hessian (0 for p = 1)."""
@@ -702,8 +701,9 @@ class SoftmaxFocal(_LabelRowLoss):
         return _cuda_rows("softmax_focal", lambda x: (x.x, x.labels, x.weights, gamma))
 
     def _kernel(self, x, labels, w, scale, grad, rows):
+        from .backends.cpu import call_parallel
         from .kernels.softmax import softmax_focal_rows
-        softmax_focal_rows(x, labels, w, self.params["gamma"], scale, grad, rows)
+        call_parallel(softmax_focal_rows, x, labels, w, self.params["gamma"], scale, grad, rows)
 
 
 def softmax_focal(y_true, logits, *, gamma=2.0, sample_weight=None, reduction="mean",

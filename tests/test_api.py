@@ -147,6 +147,45 @@ def test_concurrent_calls_from_python_threads(rng):
         np.testing.assert_array_equal(grad, expected[1])
 
 
+WORKQUEUE_THREADS_SCRIPT = """
+import threading, numpy as np, numba, fastloss as fl
+rng = np.random.default_rng(0)
+x = rng.normal(size=(4096, 64))
+labels = rng.integers(0, 64, 4096)
+targets = rng.dirichlet(np.ones(64), 4096)
+y = rng.integers(0, 2, 1 << 18).astype(np.float64)
+p = rng.normal(size=1 << 18)
+calls = [lambda: fl.get("cross_entropy").value_and_grad(labels, x),
+         lambda: fl.get("cross_entropy").value_and_grad(targets, x),
+         lambda: fl.get("multi_margin").value_and_grad(labels, x),
+         lambda: fl.get("softmax_focal").value_and_grad(labels, x),
+         lambda: fl.get("binary_cross_entropy_with_logits").value_and_grad(y, p)]
+expected = [call() for call in calls]
+errors = []
+def work():
+    for _ in range(3):
+        for call, (value, grad) in zip(calls, expected):
+            v, g = call()
+            if v != value or not np.array_equal(g, grad):
+                errors.append(call)
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert not errors, errors
+print(numba.threading_layer())
+"""
+
+
+def test_concurrent_calls_of_every_parallel_kernel_under_workqueue():
+    """workqueue aborts the process when entered from two threads at once;
+    every parallel kernel, the row losses' included, must be serialized."""
+    layer = _run_python(WORKQUEUE_THREADS_SCRIPT, env={"NUMBA_THREADING_LAYER": "workqueue",
+                                                      "NUMBA_NUM_THREADS": "2"})
+    assert layer == "workqueue"
+
+
 def _run_python(code, env=None):
     full_env = dict(os.environ, **(env or {}))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -148,6 +148,17 @@ def test_fork_after_parallel_kernels_does_not_hang(layer, tmp_path):
     assert chosen != "omp"                       # GNU OpenMP is never picked by default
     if layer:
         assert chosen == layer
+    elif _tbb_wheel_installed():
+        assert chosen == "tbb"                   # found in a virtual environment too
+
+
+def _tbb_wheel_installed():
+    import importlib.metadata
+    try:
+        importlib.metadata.distribution("tbb")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return sys.platform.startswith("linux")
 
 
 def _env():

@@ -1,7 +1,8 @@
 """Every loss's maths is inlined into its CPU kernels.
 
 A call left in a kernel's loop (LLVM declines to inline a function past its
-size threshold) stops the loop vectorizing: the kernel still gives the right
+size threshold, unless it is marked ``alwaysinline`` as
+``llvm_attributes.inlined_jit`` marks the loss maths) stops the loop vectorizing: the kernel still gives the right
 answer, about ten times slower.  This checks the compiled code itself, not a
 timing: no kernel calls a function of ``fastloss.kernels`` (the scalar losses
 and ``fmath``); only the Numba runtime and the kernel's own wrapper remain.

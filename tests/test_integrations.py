@@ -1,4 +1,6 @@
 """The trainer adapters: PyTorch modules, XGBoost and LightGBM objectives, scikit-learn scorers."""
+import inspect
+
 import numpy as np
 import pytest
 
@@ -211,8 +213,11 @@ def test_lightgbm_logistic_objective_equals_the_builtin(rng):
     model = lgb.LGBMRegressor(objective=flgb.objective("binary_cross_entropy_with_logits"),
                               n_estimators=20, num_leaves=7, learning_rate=0.2, verbose=-1,
                               n_jobs=1, deterministic=True)
-    model.fit(X, y, sample_weight=w, eval_set=[(X, y)],
-              eval_metric=flgb.metric("binary_cross_entropy_with_logits"))
+    # LightGBM 4.7 renamed eval_set to eval_X and eval_y
+    evals = ({"eval_X": X, "eval_y": y} if "eval_X" in inspect.signature(model.fit).parameters
+             else {"eval_set": [(X, y)]})
+    model.fit(X, y, sample_weight=w, eval_metric=flgb.metric("binary_cross_entropy_with_logits"),
+              **evals)
     np.testing.assert_allclose(model.predict(X, raw_score=True), preds[0], rtol=1e-6, atol=1e-6)
     history = model.evals_result_["training"]["binary_cross_entropy_with_logits"]
     assert history[-1] < history[0]

@@ -29,6 +29,7 @@ from numba.np.numpy_support import as_dtype
 from .. import _config
 from .. import _validation as arrays  # noqa: F401  (host arrays in, host arrays out)
 from ..kernels import cache, scalar
+from ..kernels.llvm_attributes import inlined_jit
 from ..kernels.memory import PREFETCH_CHUNK, prefetch_chunk
 from ..kernels.vector_width import full_width, has_avx512
 from ..specs import REGISTRY
@@ -41,12 +42,12 @@ CONSTANT = "@constant"
 _ZERO32 = np.float32(0.0)
 _ONE32 = np.float32(1.0)
 PARALLEL_MIN_SIZE = 1 << 16
-# The kernels are compiled without fast-math: the scalar maths is inlined into
-# them at the Numba IR level and would take the kernel's flags, and its stable
-# forms must be kept as written.  Only the block sums may be reassociated
-# (which lets LLVM vectorize them): they go through ``_add``, whose one
-# instruction carries the flag after LLVM inlines it (with nsz, so that adding a
-# constant 0.0, a domain shortfall that cannot be negative, folds away).
+# The kernels are compiled without fast-math, as the scalar maths they inline is
+# (fmath.SCALAR_OPTIONS): its stable forms must be kept as written.  Only the
+# block sums may be reassociated (which lets LLVM vectorize them): they go
+# through ``_add``, whose one instruction carries the flag after LLVM inlines it
+# (with nsz, so that adding a constant 0.0, a domain shortfall that cannot be
+# negative, folds away).
 KERNEL_OPTIONS = dict(fastmath={"contract", "nsz"}, error_model="numpy", nogil=True)
 
 
@@ -152,12 +153,12 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
     return kinds
 
 
-@njit(inline="always")
+@inlined_jit()
 def _in_float64(v):
     return np.float64(v)
 
 
-@njit(inline="always")
+@inlined_jit()
 def _in_float32(v):
     return np.float32(v)
 
@@ -288,7 +289,7 @@ def _at_constant(spec, f):
     """Scalar function ``f`` with ``spec.constant_param`` compiled in as a constant."""
     index, constant = _constant_position(spec)
 
-    @njit(inline="always")
+    @inlined_jit()
     def at_constant(y, p, th):
         return f(y, p, tuple_setitem(th, index, constant))
 
@@ -316,7 +317,7 @@ def _checked_typed(v):
     return lambda v: v
 
 
-@njit(inline="always", **KERNEL_OPTIONS)
+@inlined_jit(**KERNEL_OPTIONS)
 def _labels_binary(y, lo, hi):
     """Whether y[lo:hi] holds only 0 and 1 (a float32 count: 16 lanes, exact per block).
     Soft labels usually show at the first element, which is looked at alone first."""
@@ -330,7 +331,7 @@ def _labels_binary(y, lo, hi):
 
 def _by_labels(binary_fill, general_fill):
     """A fill loop that runs ``binary_fill`` on a block whose labels are all 0 or 1."""
-    @njit(inline="always", **KERNEL_OPTIONS)
+    @inlined_jit(**KERNEL_OPTIONS)
     def fill(y, p, th, scale, lo, hi, a, b):
         if _labels_binary(y, lo, hi):
             return binary_fill(y, p, th, scale, lo, hi, a, b)
@@ -365,18 +366,18 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
     y_short = scalar.DOMAIN_SHORTFALLS[spec.y_domain]
     p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
 
-    @njit(inline="always", **KERNEL_OPTIONS)
+    @inlined_jit(**KERNEL_OPTIONS)
     def outside(yv, pv):
         """Negative for an input outside the loss's domain, else 0."""
         return _shortfall32(y_short(_checked(yv))) + p_short(pv)
 
-    @njit(inline="always", **KERNEL_OPTIONS)
+    @inlined_jit(**KERNEL_OPTIONS)
     def p_outside(yv, pv):
         """``outside`` for labels known to be 0 or 1 (in every label domain): p alone."""
         return p_short(pv)
 
     def fill_template(f, outside=outside):
-        @njit(inline="always", **KERNEL_OPTIONS)
+        @inlined_jit(**KERNEL_OPTIONS)
         def fill(y, p, th, scale, lo, hi, dest, dest_lo):
             bad = _ZERO32
             for c in range(lo, hi, PREFETCH_CHUNK):
@@ -387,7 +388,7 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
         return fill
 
     def fill_value_grad_template(f, outside=outside):
-        @njit(inline="always", **KERNEL_OPTIONS)
+        @inlined_jit(**KERNEL_OPTIONS)
         def fill_value_grad(y, p, th, scale, lo, hi, values, out):
             bad = _ZERO32
             for c in range(lo, hi, PREFETCH_CHUNK):
@@ -596,18 +597,23 @@ def _run(name, kind, size, *args):
 
 
 def _run_kernel(name, kind, size, *args):
-    global _layer_is_threadsafe
     # The variant depends on the size alone, never on the thread count, so a
     # given input always runs the same compiled code: the same bits.
     if size < PARALLEL_MIN_SIZE:
         ks = _kernels.get((name, False)) or kernels(name, False)
         return ks[kind](*args)
-    fn = kernels(name, True)[kind]
+    return call_parallel(kernels(name, True)[kind], *args)
+
+
+def call_parallel(kernel, *args):
+    """``kernel(*args)`` for a parallel kernel: fastloss's thread count, and
+    serialized with every other parallel call while the layer may be workqueue."""
+    global _layer_is_threadsafe
     apply_num_threads()
     if _layer_is_threadsafe:
-        return fn(*args)
+        return kernel(*args)
     with _parallel_lock:
-        result = fn(*args)
+        result = kernel(*args)
         _layer_is_threadsafe = numba.threading_layer() != "workqueue"
     return result
 

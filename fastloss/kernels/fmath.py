@@ -30,6 +30,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from .llvm_attributes import inlined_jit
+
 # Not cache=True: a function loaded from Numba's cache is linked as object code and
 # cannot be inlined into the kernels that call it, which stops them vectorizing.
 # The kernels themselves are cached, with these functions inlined.
@@ -404,7 +406,7 @@ log_kernel = _pair_in_own_precision(
     "k log 2 + log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1], in f's own float type.")
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _log1m_args(s):
     """(k, f) with log(1 - s) = log_kernel(k, f) for s in [0, 1/2], both exact: the
     kernel on -s, or on 1 - 2s at exponent -1 above 1 - sqrt(2)/2."""
@@ -413,7 +415,7 @@ def _log1m_args(s):
     return (-one if mid else as_type_of(0.0, s)), (one - (s + s) if mid else -s)
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def log_of_positive(x):
     """log x for x > 0, in x's float type, without the special-value selects of
     ``log``: for callers that handle x <= 0 and NaN themselves.  +inf gives a
@@ -422,13 +424,13 @@ def log_of_positive(x):
     return log_kernel(k, f)
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _floored(r, floor):
     """max(r, floor) that keeps a NaN r: one vmaxps."""
     return floor if floor > r else r
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _log_of_small(s):
     """log_kernel's arguments for log s, s in [0, 1/2] or NaN: ``log_reduce_small``'s, NaN
     passed on through f.  At s = 0 they give the logarithm of 2^-152 (float32) or
@@ -437,7 +439,7 @@ def _log_of_small(s):
     return k, f + as_type_of(0.0, s) * s
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def log_and_log1m_floored(p, floor):
     """(max(log p, floor), max(log(1 - p), floor)) for p in [0, 1] and a floor of at
     least -100, in p's float type, with one exponent extraction and two log
@@ -456,7 +458,7 @@ def log_and_log1m_floored(p, floor):
     return (log_rest, log_s) if upper else (log_s, log_rest)
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def log_or_log1m_floored(p, complement, floor):
     """max(log(1 - p) if complement else log p, floor), as ``log_and_log1m_floored``,
     with one log kernel instead of two.
@@ -472,13 +474,13 @@ def log_or_log1m_floored(p, complement, floor):
     return _floored(log_kernel(k_s if wants_log_s else k_r, f_s if wants_log_s else f_r), floor)
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def softplus(x):
     """log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)."""
     return max(x, 0.0) + flog1p_unit(fexp(-abs(x)))
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def sigmoid_pair(x):
     """(sigmoid(x), sigmoid(-x)), each accurate where it is small, in x's float type."""
     one = as_type_of(1.0, x)

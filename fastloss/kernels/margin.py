@@ -10,10 +10,11 @@ import numpy as np
 from numba import njit, prange
 
 from . import cache
+from .llvm_attributes import inlined_jit
 from .vector_width import full_width
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def margin_term(d, power, is_target):
     """(max(0, d)^p, its derivative in d) for p in {1, 2}; (0, 0) for the target's own class."""
     h = d if d > 0.0 and not is_target else 0.0

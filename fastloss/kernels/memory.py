@@ -11,10 +11,11 @@ the loop stopped LLVM vectorizing it.)
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 
 from .fmath import SCALAR_OPTIONS
+from .llvm_attributes import inlined_jit
 
 # Elements computed between two rounds of prefetch requests, and how far ahead
 # (in elements of a 4-byte type: 4 KiB pages) the requested lines lie.
@@ -43,7 +44,7 @@ def _prefetch(typingctx, a, i):
     return types.none(a, i), codegen
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def prefetch_range(a, lo, hi):
     """Prefetch the lines of a[lo:hi], the part of it inside a (a hint: no effect on results)."""
     if a is not None:
@@ -52,7 +53,7 @@ def prefetch_range(a, lo, hi):
             _prefetch(a, i)
 
 
-@njit(inline="always", **SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def prefetch_chunk(a, b, c, hi):
     """The end of the chunk of a loop over [., hi) that starts at c, after asking for
     the lines ``PREFETCH_DISTANCE`` elements ahead of it in a and b."""

@@ -14,14 +14,14 @@ the stable forms below are kept as written.  Transcendental functions come from
 import math
 
 import numpy as np
-from numba import njit
 
 from . import fmath
 from .fmath import SCALAR_OPTIONS
+from .llvm_attributes import inlined_jit
 
-# Inlined at the Numba IR level: LLVM alone will not inline a loss whose maths
-# has grown past its threshold, and a call left in the loop stops it vectorizing.
-jit = njit(inline="always", **SCALAR_OPTIONS)
+# Inlined into the kernels by LLVM, whatever their length: a call left in a loop
+# stops it vectorizing (llvm_attributes).
+jit = inlined_jit(**SCALAR_OPTIONS)
 _LOG2 = math.log(2.0)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import cache, fmath
+from .llvm_attributes import inlined_jit
 from .vector_width import full_width
 
 CHUNK = 256
@@ -36,7 +37,7 @@ def _add(s, v):
     return s + v
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def capped(x, cap):
     """softcap * tanh(x / softcap), or x when cap is None."""
     if cap is None:
@@ -46,7 +47,7 @@ def capped(x, cap):
     return cap * (t if x >= 0.0 else -t)
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def cap_slope(x, cap):
     """d/dx of softcap * tanh(x / softcap), or 1."""
     if cap is None:
@@ -55,7 +56,7 @@ def cap_slope(x, cap):
     return 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def _logit(x, i, j, cap):
     """x[i, j] in its own precision, or capped (in float64) when a softcap is set."""
     if cap is None:
@@ -134,19 +135,19 @@ def _row_max_sum(x, i, cap):
     return m, s
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def row_loss_value(r, a, bx, lse, z):
     """l_i = r_i (a_i lse_i - sum_j b_ij x_ij + z lse_i^2), a_i = sum_j b_ij."""
     return r * (a * lse - bx + z * lse * lse)
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def softmax_coef(scale, r, a, z, lse):
     """The factor of p_ij in d l_i / d x_ij (times ``scale``): r_i (a_i + 2 z lse_i)."""
     return scale * r * (a + 2.0 * z * lse)
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def label_target_sums(wt, xt, sw, swx, eps, C):
     """(a, sum_j b_j x_j) of a label t with smoothing eps: b_j = (1 - eps) w_t [j = t] + eps w_j / C.
 
@@ -161,13 +162,13 @@ def label_target_sums(wt, xt, sw, swx, eps, C):
     return a, bx
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def target_weight(wj, q, eps, C):
     """b_j for class-probability targets q: w_j ((1 - eps) q_j + eps / C)."""
     return wj * ((1.0 - eps) * q + eps / C)
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def _weight(w, j):
     """w[j] as float64, or 1 when there are no weights."""
     if w is None:
@@ -252,7 +253,7 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
                 out[i, j] = (k * pj - scale * r * b) * cap_slope(xj, cap)
 
 
-@njit(inline="always", error_model="numpy")
+@inlined_jit(error_model="numpy")
 def focal_factors(lp, gamma):
     """(q^gamma, A) for log p_t = lp, q = 1 - p_t, with d l / d x_j = A (delta_tj - p_j).
 

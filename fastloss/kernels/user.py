@@ -4,12 +4,12 @@ The user's function is compiled by Numba and inlined into the same templates
 as the built-in losses; derivatives the user did not give come from running
 it on a ``Jet`` (``fastloss.kernels.jet``).
 """
-from numba import njit
 
 from .fmath import SCALAR_OPTIONS
+from .llvm_attributes import inlined_jit
 from .jet import Jet, first, second
 
-jit = njit(inline="always", **SCALAR_OPTIONS)
+jit = inlined_jit(**SCALAR_OPTIONS)
 MAX_PARAMS = 6
 
 

@@ -10,13 +10,11 @@ for 512 bits made the transcendental losses' float32 values 20-30% faster
 5.6 -> 4.1), hinge's 25%, the float64 ones of binary_cross_entropy_with_logits
 and log_cosh 20-25%, and the memory-bound ones the same.
 
-The preference is a function attribute (clang's ``-mprefer-vector-width``);
-Numba has no option for it, so while a marked dispatcher compiles (under
-Numba's compiler lock, which every compilation takes), each LLVM module Numba
-lowers gets the attribute on its functions.  On CPUs without AVX-512 nothing
-changes.
+The preference is a function attribute (clang's ``-mprefer-vector-width``)
+that Numba has no option for, set as ``llvm_attributes`` sets attributes.  On
+CPUs without AVX-512 nothing changes.
 """
-import contextlib
+from .llvm_attributes import compiled_with
 
 _WIDTH_ATTRIBUTE = '"prefer-vector-width"="512"'
 
@@ -30,32 +28,4 @@ def full_width(dispatcher):
     """Make ``dispatcher`` compile its signatures for 512-bit vectors on AVX-512 CPUs."""
     if not has_avx512():
         return dispatcher
-    compile_default = dispatcher.compile
-
-    def compile(sig):
-        from numba.core.compiler_lock import global_compiler_lock
-        with global_compiler_lock, _functions_marked_for_full_width():
-            return compile_default(sig)
-
-    dispatcher.compile = compile
-    return dispatcher
-
-
-@contextlib.contextmanager
-def _functions_marked_for_full_width():
-    from numba.core.codegen import CPUCodeLibrary
-    add_ir_module = CPUCodeLibrary.add_ir_module
-
-    def add_marked_ir_module(library, ir_module):
-        for function in ir_module.functions:
-            if function.blocks:
-                # llvmlite.ir knows only LLVM's keyword attributes; a string
-                # attribute is written out verbatim from the set
-                set.add(function.attributes, _WIDTH_ATTRIBUTE)
-        return add_ir_module(library, ir_module)
-
-    CPUCodeLibrary.add_ir_module = add_marked_ir_module
-    try:
-        yield
-    finally:
-        CPUCodeLibrary.add_ir_module = add_ir_module
+    return compiled_with(dispatcher, _WIDTH_ATTRIBUTE)
