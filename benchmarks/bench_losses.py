@@ -79,6 +79,13 @@ class Compile:
 
     track_first_call_cold_cache_seconds.unit = "s"
 
+    def track_first_parallel_float32_call_cold_cache_seconds(self, name):
+        """n = 1e6 float32: a parallel kernel, the longest to compile."""
+        from fastloss.bench import startup
+        return startup.measure(name, "float32", 1_000_000)["first_call_cold"]
+
+    track_first_parallel_float32_call_cold_cache_seconds.unit = "s"
+
 
 class CrossEntropy:
     """Softmax cross-entropy over float32 logits: tall-skinny, square-ish and short-wide."""
