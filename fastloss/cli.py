@@ -206,7 +206,7 @@ def bench(args):
           f"{start['first_call_warm']:.2f} s warm (mse, float64, n = 1000)")
     if start_parallel:
         name, dtype, n = STARTUP_PARALLEL
-        print(f"  {name}, {dtype}, n = {n:.0e} (a parallel kernel): "
+        print(f"  {name}, {dtype}, n = {n:,} (a parallel kernel): "
               f"{start_parallel['first_call_cold']:.2f} s cold, "
               f"{start_parallel['first_call_warm']:.2f} s warm")
     else:
