@@ -139,6 +139,14 @@ def test_torch_training_converges_exactly_as_with_torch_losses(rng):
 
 # -- XGBoost ----------------------------------------------------------------------------
 
+@pytest.mark.parametrize("name", ["softmax_focal", "linear_cross_entropy"])
+def test_a_loss_without_a_hessian_is_refused_as_a_boosting_objective(name):
+    from fastloss.integrations._boosting import Objective
+    assert not hasattr(fl.get(name), "grad_hess")
+    with pytest.raises(ValueError, match=f"{name}.*no grad_hess"):
+        Objective(name)
+
+
 def test_xgboost_logistic_objective_equals_the_builtin(rng):
     xgb = pytest.importorskip("xgboost")
     fx = pytest.importorskip("fastloss.integrations.xgboost")

@@ -30,6 +30,9 @@ class Objective:
 
     def __init__(self, name, **params):
         self.loss = get(name, **params)
+        if not hasattr(self.loss, "grad_hess"):
+            raise ValueError(f"name: {name!r} has no grad_hess (no Hessian), so it cannot be a "
+                             "boosting objective; it can still be a metric")
         self.__name__ = f"fastloss_{name}"
 
     def __repr__(self):
