@@ -86,6 +86,7 @@ def choose_fork_safe_threading_layer():
     import numba
     if numba.config.THREADING_LAYER == "default":
         numba.config.THREADING_LAYER = "forksafe"
+    if numba.config.THREADING_LAYER in ("forksafe", "safe", "threadsafe", "tbb"):
         _load_pip_installed_tbb()
 
 

@@ -134,8 +134,10 @@ FORK_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("layer", [None, "workqueue"])
+@pytest.mark.parametrize("layer", [None, "workqueue", "tbb"])
 def test_fork_after_parallel_kernels_does_not_hang(layer, tmp_path):
+    if layer == "tbb" and not _tbb_wheel_installed():
+        pytest.skip("the tbb wheel is not installed")
     script = tmp_path / "fork.py"
     script.write_text(FORK_SCRIPT)
     env = _env()
