@@ -1,7 +1,8 @@
 """The ``fastloss`` command line.
 
 ``fastloss bench`` compares fastloss with its peers on this machine;
-``fastloss score`` computes a loss over files larger than memory.
+``fastloss score`` computes a loss over files larger than memory;
+``fastloss compile`` fills the kernel cache ahead of first use.
 """
 import argparse
 import ast
@@ -277,6 +278,26 @@ def _bench_score_files(args):
     return 0
 
 
+def compile_kernels(args):
+    from .precompile import DTYPES, compile_names, precompile
+    names = args.losses.split(",") if args.losses else compile_names()
+    dtypes = DTYPES if args.dtype == "both" else (args.dtype,)
+    done = []
+
+    def progress(name, dtype):
+        done.append(name)
+        print(f"  compiled {name} {dtype} ({len(done)}/{len(names) * len(dtypes)})",
+              flush=True)
+
+    try:
+        seconds = precompile(names, dtypes, weighted=args.weighted, workers=args.workers,
+                             progress=progress)
+    except ValueError as e:
+        raise SystemExit(f"fastloss compile: {e}") from None
+    print(f"fastloss compile: {len(done)} loss and dtype pairs in {seconds:.1f} s")
+    return 0
+
+
 def main(argv=None):
     parser = _Parser(prog="fastloss", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -319,6 +340,17 @@ def main(argv=None):
                     help="print one JSON object: value, count, weight_sum, seconds, throughput")
     sc.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
     sc.set_defaults(func=score)
+    c = sub.add_parser(
+        "compile", help="compile the kernels into the on-disk cache ahead of first use",
+        description="Compile every method's kernels (serial and parallel builds, default "
+                    "parameters) into Numba's on-disk cache, in one worker process per core, "
+                    "so that later processes load them instead of compiling.")
+    c.add_argument("--losses", help="comma-separated loss names (default: all)")
+    c.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
+    c.add_argument("--weighted", action="store_true",
+                   help="also the kernels of calls with sample_weight")
+    c.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    c.set_defaults(func=compile_kernels)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -7,10 +7,8 @@ shared on-disk cache; the benchmark then loads them.  On a warm cache there is
 nothing to compile and no worker starts.
 """
 import os
-import selectors
-import subprocess
-import sys
-import tempfile
+
+from .._workers import run_in_workers
 
 _SCRIPT = """
 import sys
@@ -91,42 +89,8 @@ def _slow_first(names):
 
 def warm(names, dtype, workers=None):
     """Compile the parallel kernels of ``names`` (and cross_entropy's) for ``dtype`` in worker
-    processes, where the on-disk cache has none yet.
-
-    Each worker is handed the next loss when it finishes one (a line on its stdin, echoed
-    on its stdout when done), the slow ones first: a fixed split left one worker compiling
-    for twice as long as the other.
-    """
-    workers = max(1, workers or os.cpu_count() or 1)
-    pending = iter(_slow_first(cold(names, dtype)))
-    selector = selectors.DefaultSelector()
-    procs = {}                                  # worker -> the file of its stderr
-    for _ in range(workers):
-        name = next(pending, None)
-        if name is None:
-            break
-        errors = tempfile.TemporaryFile(mode="w+")
-        proc = subprocess.Popen([sys.executable, "-c", _SCRIPT, str(dtype)], text=True,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
-        procs[proc] = errors
-        proc.stdin.write(name + "\n")
-        proc.stdin.flush()
-        selector.register(proc.stdout, selectors.EVENT_READ, proc)
-    running = set(procs)
-    while running:
-        for key, _ in selector.select():
-            proc = key.data
-            name = next(pending, None) if proc.stdout.readline() else None
-            if name is not None:
-                proc.stdin.write(name + "\n")
-                proc.stdin.flush()
-                continue
-            selector.unregister(proc.stdout)
-            proc.stdin.close()
-            running.discard(proc)
-    for proc, errors in procs.items():
-        with errors:
-            if proc.wait():
-                errors.seek(0)
-                raise RuntimeError("compiling the benchmark's kernels failed:\n"
-                                   + errors.read()[-2000:])
+    processes, where the on-disk cache has none yet, the slow ones first."""
+    try:
+        run_in_workers(_SCRIPT, [str(dtype)], _slow_first(cold(names, dtype)), workers)
+    except RuntimeError as e:
+        raise RuntimeError(f"compiling the benchmark's kernels failed: {e}") from None
