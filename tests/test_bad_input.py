@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import fastloss as fl
+from fastloss import examples
 
 from .conftest import loss_case, sample, weights
 
@@ -302,3 +303,52 @@ def test_gpu_check_without_a_gpu_is_one_line_and_exit_2():
     assert run.returncode == 2
     assert run.stdout == "" and len(run.stderr.strip().splitlines()) == 1
     assert "gpu check:" in run.stderr and "--simulate" in run.stderr
+
+
+@loss_case
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_largest_finite_predictions_give_no_nan(name, params, dtype):
+    """Predictions up to the type's largest number: a result may overflow to inf where the
+    true one does, but no method of either backend makes a NaN (sigmoid_focal's gradient
+    once did: gamma ce overflowed to inf, times p_t = 0)."""
+    spec = fl.REGISTRY[name]
+    if spec.p_domain != "real":
+        pytest.skip("predictions confined to an interval")
+    big = np.finfo(dtype).max
+    x = np.array([-big, -big / 2, -1e30, -1e4, 0.0, 1e4, 1e30, big / 2, big], dtype=dtype)
+    labels = {"binary": [0.0, 1.0], "signed_binary": [-1.0, 1.0],
+              "unit": [0.0, 0.3, 1.0], "nonneg": [0.0, 3.0]}.get(examples.domains(name)[0],
+                                                                  [-2.0, 0.0, 5.0])
+    loss = fl.get(name, **params)
+    for backend in ("cpu", "numpy"):
+        for label in labels:
+            y = np.full_like(x, label)
+            with np.errstate(over="ignore"):
+                results = [loss(y, x, reduction="none", backend=backend),
+                           loss.grad(y, x, reduction="none", backend=backend),
+                           *loss.grad_hess(y, x, backend=backend)]
+            for what, arr in zip(("value", "grad", "grad_hess grad", "grad_hess hess"), results):
+                assert not np.isnan(arr).any(), (backend, label, what, arr)
+
+
+@loss_case
+@pytest.mark.parametrize("method", ["value", "value_and_grad"])
+def test_float32_sums_beyond_float32_range_match_the_float64_reference(name, params, method):
+    """An element's value may pass float32's range (mse of a difference of 1e20) where the
+    float64 sum holds it: the sum is still the float64 reference's."""
+    spec = fl.REGISTRY[name]
+    if spec.p_domain != "real":
+        pytest.skip("predictions confined to an interval")
+    rng = np.random.default_rng(7)
+    y, x = examples.inputs(name, 3000, rng, dtype=np.float32)
+    x[::100] = np.float32(1e20) * np.sign(rng.standard_normal(30)).astype(np.float32)
+    x[50] = np.finfo(np.float32).max
+    loss = fl.get(name, **params)
+    expected = loss(y.astype(float), x.astype(float), reduction="sum", backend="numpy")
+    if method == "value":
+        total = loss(y, x, reduction="sum", backend="cpu")
+    else:
+        total, _ = loss.value_and_grad(y, x, reduction="sum", backend="cpu")
+    if not np.isfinite(expected):
+        pytest.skip("the value overflows float64 too (poisson_nll's e^p)")
+    np.testing.assert_allclose(total, expected, rtol=1e-6)

@@ -231,3 +231,13 @@ def test_a_none_argument_launches_as_the_null_pointer_of_its_data_model():
     assert extension.prepare_args(array, "the array") == (array, "the array")
     assert str(registry.default_manager.lookup(types.none).get_argument_type()) == "i8*"
     assert types.uintp.bitwidth == 64
+
+
+def test_float32_values_past_float32_range_are_summed_in_float64():
+    """mse of float32 differences of 1e20: each value overflows float32, the sum does not."""
+    y = np.zeros(N, np.float32)
+    p = np.full(N, 1e20, np.float32)
+    p[::3] = 1.0
+    expected = fl.mse(y.astype(float), p.astype(float), reduction="sum", backend="numpy")
+    np.testing.assert_allclose(fl.mse(y, p, reduction="sum", backend="cuda"), expected,
+                               rtol=1e-6)

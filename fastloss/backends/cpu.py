@@ -17,6 +17,7 @@ since starting threads costs more there; the choice depends on the size
 only, and the two builds agree to the last bit or two (LLVM may vectorize
 them differently).
 """
+import math
 import threading
 
 import numba
@@ -626,8 +627,20 @@ def _kind(name, kind, theta, y=None, p=None):
     return kind + CONSTANT if constant_applies(spec, theta) else kind
 
 
+def _in_float64_where_float32_overflowed(run, kind):
+    """``run(kind)``: a (total, bad) pair, again with the float64 kernel of ``kind`` where a
+    float32 one's total is not finite (a float32 value may overflow where the float64 sum
+    holds it: mse of differences above 1.8e19; NaN inputs pay for a second pass too)."""
+    total, bad = run(kind)
+    if "_f32" in kind and not bad and not math.isfinite(total):
+        total, bad = run(kind.replace("_f32", ""))
+    return total, bad
+
+
 def reduce_value(name, y, p, w, theta):
-    return _run(name, _kind(name, "reduce_value", theta, y, p), y.shape[0], y, p, w, theta)
+    return _in_float64_where_float32_overflowed(
+        lambda kind: _run(name, kind, y.shape[0], y, p, w, theta),
+        _kind(name, "reduce_value", theta, y, p))
 
 
 def value_none(name, y, p, w, theta, out):
@@ -640,8 +653,9 @@ def grad(name, y, p, w, theta, scale, out):
 
 
 def value_and_grad(name, y, p, w, theta, scale, out):
-    return _run(name, _kind(name, "value_and_grad", theta, y, p), y.shape[0],
-                y, p, w, theta, float(scale), out)
+    return _in_float64_where_float32_overflowed(
+        lambda kind: _run(name, kind, y.shape[0], y, p, w, theta, float(scale), out),
+        _kind(name, "value_and_grad", theta, y, p))
 
 
 def grad_hess(name, y, p, w, theta, gout, hout):

@@ -110,7 +110,8 @@ def pinball_hess(y, p, quantile):
 
 
 def poisson_nll_value(y, p, full):
-    value = np.exp(p) - y * p
+    # where e^p overflows, so does the value (y p may overflow too: inf - inf)
+    value = np.exp(p) - y * np.where(p < 709.79, p, 0.0)
     if full:
         safe = np.where(y > 1, y, 2.0)
         stirling = safe * np.log(safe) - safe + 0.5 * np.log(2 * np.pi * safe)
@@ -225,12 +226,12 @@ def sigmoid_focal_value(y, x, alpha, gamma):
 
 def sigmoid_focal_grad(y, x, alpha, gamma):
     alpha_t, ce, pt, q, qg, c = _focal_parts(y, x, alpha, gamma)
-    return alpha_t * qg * (c * q + gamma * c * ce * pt)
+    return alpha_t * qg * (c * q + gamma * c * (ce * pt))     # ce pt = -pt log pt <= 1/e
 
 
 def sigmoid_focal_hess(y, x, alpha, gamma):
     alpha_t, ce, pt, q, qg, c = _focal_parts(y, x, alpha, gamma)
-    return alpha_t * qg * pt * (q * (1 + 2 * gamma) + gamma * ce * (gamma * pt - q))
+    return alpha_t * qg * (pt * q * (1 + 2 * gamma) + gamma * (ce * pt) * (gamma * pt - q))
 
 
 FORMULAS = {name: tuple(globals()[f"{name}_{part}"] for part in ("value", "grad", "hess"))

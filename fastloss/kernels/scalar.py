@@ -174,13 +174,20 @@ def pinball_hess(y, p, th):
 
 # -- counts -----------------------------------------------------------------
 
+_EXP_OVERFLOWS = 709.79          # e^x > the largest float64 for x above about 709.7827
+
+
 @jit
 def poisson_nll_value(y, p, th):
     lam = fmath.fexp(p)
     # Stirling's approximation of log(y!), added for y > 1 when full=True.
     stirling = y * fmath.flog(y) - y + 0.5 * fmath.flog(y) + _HALF_LOG_2PI
     extra = stirling if (th[0] != 0.0 and y > 1.0) else 0.0
-    return (lam - y * p) + extra
+    # Once e^p overflows (p > 709.78) the value is inf: p is capped in y p there, which
+    # might overflow too (to inf - inf, or, with the subtraction fused into the
+    # exponential's last product, to -inf).  One vminpd.
+    capped = p if p < _EXP_OVERFLOWS else _EXP_OVERFLOWS
+    return (lam - y * capped) + extra
 
 
 @jit
@@ -348,15 +355,18 @@ def sigmoid_focal_grad(y, x, th):
     one = fmath.as_type_of(1.0, x)
     c = -one if y > 0.5 else one          # d(1 - p_t)/dx = c p_t (1 - p_t)
     s_minus_y = c * q                     # sigmoid(x) - y
-    return alpha_t * q_gamma * (s_minus_y + gamma * c * ce * p_t) + fmath.as_type_of(0.0, x) * y
+    # ce p_t = -p_t log p_t <= 1/e: finite where gamma ce alone overflows (|x| near the
+    # type's largest number, the label against it: ce = |x|, p_t = 0)
+    return alpha_t * q_gamma * (s_minus_y + gamma * c * (ce * p_t)) + fmath.as_type_of(0.0, x) * y
 
 
 @jit
 def sigmoid_focal_hess(y, x, th):
     gamma = th[1]
     alpha_t, ce, p_t, q, q_gamma = _focal_terms(y, x, th)
-    inner = q * (1.0 + 2.0 * gamma) + gamma * ce * (gamma * p_t - q)
-    return alpha_t * q_gamma * p_t * inner + 0.0 * y
+    # p_t times the bracket of the formula, with ce multiplied by p_t first (as in the grad)
+    p_t_inner = p_t * q * (1.0 + 2.0 * gamma) + gamma * (ce * p_t) * (gamma * p_t - q)
+    return alpha_t * q_gamma * p_t_inner + 0.0 * y
 
 
 # -- input domains ------------------------------------------------------------

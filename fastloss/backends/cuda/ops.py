@@ -1,4 +1,5 @@
 """The backend operations (see ``fastloss.backends``) on device arrays."""
+import math
 import threading
 
 from . import arrays  # noqa: F401  (the backend's array operations)
@@ -42,7 +43,12 @@ def value_kind(kind, name, y, p):
 
 
 def reduce_value(name, y, p, w, theta):
-    return _run(name, value_kind("reduce_value", name, y, p), y, p, w, theta)
+    kind = value_kind("reduce_value", name, y, p)
+    total, bad = _run(name, kind, y, p, w, theta)
+    if kind != "reduce_value" and not bad and not math.isfinite(total):
+        # a float32 value overflowed, or a NaN: the float64 kernel (the sum may hold it)
+        total, bad = _run(name, "reduce_value", y, p, w, theta)
+    return total, bad
 
 
 def value_none(name, y, p, w, theta, out):
