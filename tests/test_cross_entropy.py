@@ -207,11 +207,16 @@ def test_rows_across_chunks_wherever_the_maximum_lies(dtype, C, rng):
     x[4] = np.linspace(-30, 30, C)               # a rising row: a new maximum in every chunk
     labels = np.array([0, C // 2, C - 1, min(C - 1, 300), C - 1, 0])
     z = x.astype(np.float64)
-    lse = z.max(1) + np.log(np.exp(z - z.max(1, keepdims=True)).sum(1))
-    expected = lse - z[np.arange(6), labels]
+    # log sum_j e^(z_j - max) as log1p of the terms other than the maximum's (which is 1):
+    # the dominant rows' losses, about 1e-15, are not lost to the size of lse or of the sum
+    shifted = z - z.max(1, keepdims=True)
+    top = np.argmax(z, axis=1)
+    others = np.array([np.delete(np.exp(shifted[i]), top[i]).sum() for i in range(6)])
+    expected = np.log1p(others) - shifted[np.arange(6), labels]
     got = fl.cross_entropy(labels, x, reduction="none")
     rtol = 1e-6 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, expected, rtol=rtol, atol=0)
+    # the kernel's sum of exponentials includes the 1, whose rounding costs an ulp of 1
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=4 * np.finfo(np.float64).eps)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -226,3 +231,26 @@ def test_a_nan_logit_makes_its_row_nan_in_any_chunk(dtype, where, rng):
     assert np.isnan(loss[2]) or np.isinf(loss[2])
     clean = fl.cross_entropy(np.array([1]), x[:1, np.arange(1000) != where], reduction="none")
     assert np.isfinite(clean).all()
+
+
+OFFSET_CASES = [("cross_entropy", {}, "labels"), ("cross_entropy", {"label_smoothing": 0.1}, "labels"),
+                ("cross_entropy", {"z_loss": 1e-4}, "labels"), ("cross_entropy", {}, "targets"),
+                ("cross_entropy", {"label_smoothing": 0.1}, "targets"),
+                ("softmax_focal", {"gamma": 0.5}, "labels")]
+
+
+@pytest.mark.parametrize("name,params,kind", OFFSET_CASES)
+def test_a_large_common_logit_offset_keeps_float64_accuracy(name, params, kind, rng):
+    """Softmax is unchanged by a common offset, and so must the loss be: logits near 1e8,
+    whose ulp (1.5e-8) lse = m + log sum would round the loss to, against the reference
+    (from logits less their maximum)."""
+    x = 1e8 + rng.normal(size=(40, 300)) * 3
+    x[::3, 0] += 12.0                                   # confident rows too
+    labels = rng.integers(0, 300, 40)
+    labels[::3] = 0
+    y = labels if kind == "labels" else rng.dirichlet(np.ones(300), 40)
+    loss = fl.get(name, **params)
+    got = loss(y, x, reduction="none", backend="cpu")
+    expected = loss(y, x, reduction="none", backend="numpy")
+    # (and an ulp or two of 1: the sum of exponentials, which includes a 1, is rounded)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=4 * np.finfo(np.float64).eps)

@@ -198,3 +198,19 @@ def test_host_arrays_with_out_on_the_cuda_backend(rng):
     assert_close(logits, expected_grad, np.float32)
     with pytest.raises(ValueError, match="out must have dtype"):
         loss.grad(labels, x, out=np.empty(x.shape), backend="cuda")
+
+
+@pytest.mark.parametrize("name,params,kind", [
+    ("cross_entropy", {}, "labels"), ("cross_entropy", {"label_smoothing": 0.1}, "labels"),
+    ("cross_entropy", {"label_smoothing": 0.1}, "probs"), ("softmax_focal", {"gamma": 0.5}, "labels")])
+def test_a_large_common_logit_offset_keeps_float64_accuracy(name, params, kind, rng):
+    """Logits near 1e8 (ulp 1.5e-8): the row losses are computed from shifted logits, as the
+    reference's are (kernels.softmax.row_loss_value)."""
+    x, labels, probs, _, _ = _data(rng)
+    x = x + 1e8
+    labels[1] = 3
+    y = labels if kind == "labels" else probs
+    loss = fl.get(name, **params)
+    np.testing.assert_allclose(_host(loss(y, x, reduction="none", backend="cuda")),
+                               loss(y, x, reduction="none", backend="numpy"),
+                               rtol=1e-12, atol=4 * np.finfo(np.float64).eps)

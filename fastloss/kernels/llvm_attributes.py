@@ -28,7 +28,10 @@ def _functions_marked(attribute):
 
     def add_marked_ir_module(library, ir_module):
         for function in ir_module.functions:
-            if function.blocks:
+            # not NRT's helpers (NRT_incref is noinline; LLVM rejects both), which the
+            # Python wrapper of a function first compiled by a Python call (the CUDA
+            # simulator's) brings into the module
+            if function.blocks and "noinline" not in function.attributes:
                 # llvmlite.ir knows only LLVM's keyword attributes; a string
                 # attribute is written out verbatim from the set
                 set.add(function.attributes, attribute)

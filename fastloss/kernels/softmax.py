@@ -136,9 +136,12 @@ def _row_max_sum(x, i, cap):
 
 
 @inlined_jit(error_model="numpy")
-def row_loss_value(r, a, bx, lse, z):
-    """l_i = r_i (a_i lse_i - sum_j b_ij x_ij + z lse_i^2), a_i = sum_j b_ij."""
-    return r * (a * lse - bx + z * lse * lse)
+def row_loss_value(r, a, bx, lse_shifted, lse, z):
+    """l_i = r_i (a_i lse_i - sum_j b_ij x_ij + z lse_i^2), a_i = sum_j b_ij, from logits
+    shifted by a c_i near them: ``lse_shifted`` = lse_i - c_i, ``bx`` = sum_j b_ij (x_ij - c_i)
+    (as a_i = sum_j b_ij, the same value).  Unshifted, a row's offset swallows its loss:
+    a confident row's 2.5e-8 came out 4e-8 off at logits near 25, all of it at 1e5."""
+    return r * (a * lse_shifted - bx + z * lse * lse)
 
 
 @inlined_jit(error_model="numpy")
@@ -190,7 +193,8 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
                     out[i, j] = 0.0
             continue
         m, total = _row_max_sum(x, i, cap)
-        lse = m + fmath.flog(total)
+        log_total = fmath.flog(total)
+        lse = m + log_total
         r = _weight(sample_weight, i)
         wt = _weight(class_weight, t)
         sw = 0.0
@@ -199,9 +203,9 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
             for j in range(np.uint64(0), np.uint64(C)):
                 wj = _weight(class_weight, j)
                 sw = _add(sw, wj)
-                swx = _add(swx, wj * capped(np.float64(x[i, j]), cap))
-        a, bx = label_target_sums(wt, capped(np.float64(x[i, t]), cap), sw, swx, eps, C)
-        row_loss[i] = row_loss_value(r, a, bx, lse, z)
+                swx = _add(swx, wj * (capped(np.float64(x[i, j]), cap) - m))
+        a, bx = label_target_sums(wt, capped(np.float64(x[i, t]), cap) - m, sw, swx, eps, C)
+        row_loss[i] = row_loss_value(r, a, bx, log_total, lse, z)
         if out is not None:
             k = softmax_coef(scale, r, a, z, lse)
             # p_j = exp(x_j - m) / total: x_j - m is exact near the maximum
@@ -232,15 +236,16 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
     N, C = x.shape
     for i in prange(N):
         m, total = _row_max_sum(x, i, cap)
-        lse = m + fmath.flog(total)
+        log_total = fmath.flog(total)
+        lse = m + log_total
         r = _weight(sample_weight, i)
         a = 0.0
         bx = 0.0
         for j in range(np.uint64(0), np.uint64(C)):
             b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
             a = _add(a, b)
-            bx = _add(bx, b * capped(np.float64(x[i, j]), cap))
-        row_loss[i] = row_loss_value(r, a, bx, lse, z)
+            bx = _add(bx, b * (capped(np.float64(x[i, j]), cap) - m))
+        row_loss[i] = row_loss_value(r, a, bx, log_total, lse, z)
         if out is not None:
             k = softmax_coef(scale, r, a, z, lse)
             # p_j = exp(x_j - m) / total: x_j - m is exact near the maximum
@@ -273,7 +278,7 @@ def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, row_loss):
     for i in prange(N):
         t = labels[i]
         m, total = _row_max_sum(x, i, None)
-        lp = np.float64(x[i, t]) - (m + fmath.flog(total))
+        lp = (np.float64(x[i, t]) - m) - fmath.flog(total)
         r = _weight(sample_weight, i)
         qg, a = focal_factors(lp, gamma)
         row_loss[i] = -r * qg * lp

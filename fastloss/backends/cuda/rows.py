@@ -85,7 +85,7 @@ def _lowest(x, i, cap):
 
 @cuda.jit(device=True)
 def _smoothing_sums(class_weight, j, v, eps, sw, swx):
-    """Label smoothing's running sums of w_j and w_j x_j (none when eps is 0)."""
+    """Label smoothing's running sums of w_j and w_j v_j, v_j = x_j - c (none when eps is 0)."""
     if eps != 0.0:
         wj = _weight(class_weight, j)
         sw += wj
@@ -94,9 +94,9 @@ def _smoothing_sums(class_weight, j, v, eps, sw, swx):
 
 
 @cuda.jit(device=True)
-def _row_pass(x, i, cap, class_weight, eps):
+def _row_pass(x, i, cap, class_weight, eps, shift):
     """This thread's running (maximum, sum of exponentials) over its columns of row i, and the
-    smoothing sums.  Four columns, THREADS apart, per step: four loads in flight and one rescale."""
+    smoothing sums of the logits less ``shift``.  Four columns, THREADS apart, per step: four loads in flight and one rescale."""
     C = x.shape[1]
     tid = cuda.threadIdx.x
     m = _lowest(x, i, cap)
@@ -110,14 +110,14 @@ def _row_pass(x, i, cap, class_weight, eps):
         c = logit(x, i, j + 2 * THREADS, cap)
         d = logit(x, i, j + 3 * THREADS, cap)
         m, s = _push4(m, s, a, b, c, d)
-        sw, swx = _smoothing_sums(class_weight, j, a, eps, sw, swx)
-        sw, swx = _smoothing_sums(class_weight, j + THREADS, b, eps, sw, swx)
-        sw, swx = _smoothing_sums(class_weight, j + 2 * THREADS, c, eps, sw, swx)
-        sw, swx = _smoothing_sums(class_weight, j + 3 * THREADS, d, eps, sw, swx)
+        sw, swx = _smoothing_sums(class_weight, j, a - shift, eps, sw, swx)
+        sw, swx = _smoothing_sums(class_weight, j + THREADS, b - shift, eps, sw, swx)
+        sw, swx = _smoothing_sums(class_weight, j + 2 * THREADS, c - shift, eps, sw, swx)
+        sw, swx = _smoothing_sums(class_weight, j + 3 * THREADS, d - shift, eps, sw, swx)
     for j in range(whole + tid, C, THREADS):
         v = logit(x, i, j, cap)
         m, s = _push(m, s, v)
-        sw, swx = _smoothing_sums(class_weight, j, v, eps, sw, swx)
+        sw, swx = _smoothing_sums(class_weight, j, v - shift, eps, sw, swx)
     return m, s, sw, swx
 
 
@@ -166,17 +166,19 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore, eps, z,
                     hess[i, j] = 0.0
             continue
         xt = capped(np.float64(x[i, t]), cap)
-        m, s, sw, swx = _row_pass(x, i, cap, class_weight, eps)
+        # the logits shifted by the target's (softmax.row_loss_value)
+        m, s, sw, swx = _row_pass(x, i, cap, class_weight, eps, xt)
         top, total = _row_max_sum(m, s)
         if eps != 0.0:
             sw = block_sum(sw)
             swx = block_sum(swx)
-        lse = top + math.log(total)
+        log_total = math.log(total)
+        lse = top + log_total
         r = _weight(sample_weight, i)
         wt = _weight(class_weight, t)
-        a, bx = label_target_sums(wt, xt, sw, swx, eps, C)
+        a, bx = label_target_sums(wt, 0.0, sw, swx, eps, C)
         if tid == 0:
-            rows[i] = row_loss_value(r, a, bx, lse, z)
+            rows[i] = row_loss_value(r, a, bx, (top - xt) + log_total, lse, z)
         k = softmax_coef(scale, r, a, z, lse)
         smooth = scale * r * eps / C
         hit = scale * r * (1.0 - eps) * wt
@@ -203,19 +205,21 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
         s = 0.0
         a = 0.0
         bx = 0.0
+        shift = logit(x, i, 0, cap)             # softmax.row_loss_value
         for j in range(tid, C, THREADS):
             v = logit(x, i, j, cap)
             m, s = _push(m, s, v)
             b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
             a += b
-            bx += b * v
+            bx += b * (v - shift)
         top, total = _row_max_sum(m, s)
         a = block_sum(a)
         bx = block_sum(bx)
-        lse = top + math.log(total)
+        log_total = math.log(total)
+        lse = top + log_total
         r = _weight(sample_weight, i)
         if tid == 0:
-            rows[i] = row_loss_value(r, a, bx, lse, z)
+            rows[i] = row_loss_value(r, a, bx, (top - shift) + log_total, lse, z)
         k = softmax_coef(scale, r, a, z, lse)
         inv = 1.0 / total
         ui = np.uint64(i)
@@ -237,9 +241,9 @@ def softmax_focal(x, labels, sample_weight, gamma, scale, out, rows):
     for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
         t = labels[i]
         xt = np.float64(x[i, t])
-        m, s, _, _ = _row_pass(x, i, None, None, 0.0)
+        m, s, _, _ = _row_pass(x, i, None, None, 0.0, 0.0)
         top, total = _row_max_sum(m, s)
-        lp = xt - (top + math.log(total))
+        lp = (xt - top) - math.log(total)
         r = _weight(sample_weight, i)
         qg, factor = focal_factors(lp, gamma)
         if tid == 0:
