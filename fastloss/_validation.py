@@ -134,11 +134,41 @@ def check_out(out, shape, dtype, name="out"):
     return out
 
 
-def kernel_out(out, size, kernel_dtype):
-    """A flat buffer the kernel can write: the caller's own when its layout allows."""
+def kernel_out(out, size, kernel_dtype, reads=(), weights=None):
+    """A flat buffer the kernel can write: the caller's own when its layout allows and the
+    kernel may write it while reading its inputs.  It may be y_true or y_pred itself (each
+    element is read before it is written: a gradient in place), but must overlap them in
+    no other way, and must not overlap the weights at all (the float32 kernels of the
+    transcendental losses multiply their output by the weights after writing it).
+    Otherwise the kernel writes a new buffer, copied into ``out`` after."""
     if out is not None and out.dtype == kernel_dtype and out.flags.c_contiguous:
-        return out.reshape(-1)
+        flat = out.reshape(-1)
+        if (all(a is None or _same_elements(flat, a) or not np.may_share_memory(flat, a)
+                for a in reads)
+                and (weights is None or not np.may_share_memory(flat, weights))):
+            return flat
     return np.empty(size, dtype=kernel_dtype)
+
+
+def buffers_overlap(a, b):
+    """Whether two output buffers (host arrays, or device arrays) may share memory."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.may_share_memory(a, b)
+    spans = []
+    for x in (a, b):
+        face = getattr(x, "__cuda_array_interface__", None)
+        if face is None:
+            return False
+        nbytes = int(np.prod(face["shape"])) * np.dtype(face["typestr"]).itemsize
+        spans.append((face["data"][0], face["data"][0] + nbytes))
+    (a0, a1), (b0, b1) = spans
+    return a0 < b1 and b0 < a1
+
+
+def _same_elements(a, b):
+    """Whether 1-D arrays a and b are the very same elements."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.itemsize == b.itemsize)
 
 
 def finish_out(buf, out, shape, dtype):
@@ -158,7 +188,7 @@ def finish_out(buf, out, shape, dtype):
 def output(out, x, name="out"):
     """(the caller's ``out`` checked, a flat buffer of the kernel dtype for the kernel to write)."""
     out = check_out(out, x.shape, x.out_dtype, name)
-    return out, kernel_out(out, x.size, x.kernel_dtype)
+    return out, kernel_out(out, x.size, x.kernel_dtype, (x.y, x.p), x.w)
 
 
 def empty(x):

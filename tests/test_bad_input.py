@@ -6,6 +6,7 @@ import pytest
 
 import fastloss as fl
 from fastloss import examples
+from fastloss.backends import cpu
 
 from .conftest import loss_case, sample, weights
 
@@ -352,3 +353,41 @@ def test_float32_sums_beyond_float32_range_match_the_float64_reference(name, par
     if not np.isfinite(expected):
         pytest.skip("the value overflows float64 too (poisson_nll's e^p)")
     np.testing.assert_allclose(total, expected, rtol=1e-6)
+
+
+@loss_case
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("alias", ["sample_weight", "y_true", "y_pred", "y_pred shifted"])
+def test_out_overlapping_an_input_gives_the_same_gradient(name, params, dtype, alias, rng):
+    """out= may be any writeable array of the right shape and dtype, an input included: the
+    result is what a fresh buffer gets (the float32 transcendental kernels read the weights
+    after writing out, so out=sample_weight was squared; an out shifted by one element
+    over y_pred was read after being written)."""
+    n = cpu.PARALLEL_MIN_SIZE + 1001
+    y, p = sample(name, n, rng, dtype)
+    if alias == "y_true" and y.dtype != dtype:
+        pytest.skip("labels of another dtype")
+    w = weights(n, rng, dtype)
+    loss = fl.get(name, **params)
+    expected_value, expected = loss.value_and_grad(y, p, sample_weight=w)
+    for method in ("grad", "value_and_grad"):
+        yy, pp, ww = y.copy(), p.copy(), w.copy()
+        if alias == "y_pred shifted":
+            room = np.empty(n + 1, dtype)
+            room[:n] = p
+            pp, out = room[:n], room[1:]
+        else:
+            out = {"sample_weight": ww, "y_true": yy, "y_pred": pp}[alias]
+        if method == "grad":
+            got = loss.grad(yy, pp, sample_weight=ww, out=out)
+        else:
+            value, got = loss.value_and_grad(yy, pp, sample_weight=ww, out=out)
+            assert value == expected_value
+        assert got is out
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_grad_hess_refuses_one_buffer_for_both():
+    g = np.empty(5)
+    with pytest.raises(ValueError, match="out"):
+        fl.get("mse").grad_hess(np.ones(5), np.zeros(5), out=(g, g))

@@ -241,3 +241,19 @@ def test_float32_values_past_float32_range_are_summed_in_float64():
     expected = fl.mse(y.astype(float), p.astype(float), reduction="sum", backend="numpy")
     np.testing.assert_allclose(fl.mse(y, p, reduction="sum", backend="cuda"), expected,
                                rtol=1e-6)
+
+
+@pytest.mark.parametrize("alias", ["sample_weight", "y_pred", "y_pred shifted"])
+def test_device_out_overlapping_an_input_gives_the_same_gradient(alias, rng):
+    y, p = sample("binary_cross_entropy_with_logits", N, rng, np.float32)
+    w = weights(N, rng, np.float32)
+    loss = fl.get("binary_cross_entropy_with_logits")
+    expected = loss.grad(y, p, sample_weight=w, backend="numpy")
+    room = cuda.to_device(np.concatenate([p, p[:1]]))
+    dp, dw = cuda.to_device(p), cuda.to_device(w)
+    out = {"sample_weight": dw, "y_pred": dp, "y_pred shifted": room[1:]}[alias]
+    if alias == "y_pred shifted":
+        dp = room[:N]
+    got = loss.grad(cuda.to_device(y), dp, sample_weight=dw, out=out, backend="cuda")
+    assert got is out
+    assert_close(_host(got), expected, np.float32)

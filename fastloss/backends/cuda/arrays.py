@@ -164,10 +164,32 @@ def finish(buf, out, shape, dtype, host, like):
     return _wrap_like(buf if tuple(buf.shape) == shape else buf.reshape(shape), like)
 
 
+def _start(a):
+    face = a._ary.__array_interface__ if SIMULATED else a.__cuda_array_interface__
+    return face["data"][0]
+
+
+def _overlap_unlike(a, b):
+    """Whether flat contiguous device arrays a and b share memory other than as the very
+    same elements."""
+    a0, b0 = _start(a), _start(b)
+    if a0 == b0 and a.size == b.size and a.dtype == b.dtype:
+        return False
+    return a0 < b0 + b.nbytes and b0 < a0 + a.nbytes
+
+
 def output(out, x, name="out"):
-    """(the caller's ``out`` checked, a flat buffer of the kernel dtype for the kernel to write)."""
+    """(the caller's ``out`` checked, a flat buffer of the kernel dtype for the kernel to write).
+
+    As on the host (``_validation.kernel_out``), ``out`` may be y_true or y_pred itself but
+    may overlap no input otherwise: other threads would read what one had written."""
     out, buf = buffer(out, x.shape, x.out_dtype, x.kernel_dtype, x.host, name)
-    return out, flat(buf)
+    buf = flat(buf)
+    if out is not None and not x.host:
+        reads = (x.y, x.p) + (() if x.w is None else (x.w.array,))
+        if any(_overlap_unlike(buf, a) for a in reads):
+            buf = cuda.device_array(x.size, x.kernel_dtype)
+    return out, buf
 
 
 def empty(x):
