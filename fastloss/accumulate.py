@@ -31,7 +31,9 @@ class CompensatedSum:
     def add(self, x):
         x = float(x)
         t = self.hi + x
-        if abs(self.hi) >= abs(x):
+        if not math.isfinite(t):
+            pass        # an inf or NaN total: the compensation (inf - inf) would make it NaN
+        elif abs(self.hi) >= abs(x):
             self.lo += (self.hi - t) + x
         else:
             self.lo += (x - t) + self.hi

@@ -217,3 +217,20 @@ def test_empty_results():
         assert math.isnan(Accumulator("mse").result())
     acc = Accumulator("mse").update(np.empty(0), np.empty(0))
     assert acc.count == 0
+
+
+def test_an_infinite_chunk_gives_inf_as_one_call_does():
+    """poisson_nll of a log-rate of 800 is inf (e^800 overflows): a chunked total is inf
+    too, not NaN (the compensation's inf - inf); adding -inf then gives NaN, as it should."""
+    y = np.array([1.0, 2.0, 0.0, 3.0])
+    p = np.array([0.5, 800.0, -1.0, 0.2])
+    acc = Accumulator("poisson_nll", reduction="sum")
+    for lo in range(0, 4, 2):
+        acc.update(y[lo:lo + 2], p[lo:lo + 2])
+    assert acc.result() == fl.poisson_nll(y, p, reduction="sum") == math.inf
+    s = CompensatedSum()
+    for v in (1.0, math.inf, 2.0):
+        s.add(v)
+    assert s.value == math.inf
+    s.add(-math.inf)
+    assert math.isnan(s.value)
