@@ -190,7 +190,7 @@ class Loss:
         elif not (isinstance(out, tuple) and len(out) == 2):
             raise TypeError("out must be a pair of arrays (grad, hess)")
         elif (out[0] is not None and out[1] is not None
-              and v.buffers_overlap(out[0], out[1])):
+              and be.arrays.buffers_overlap(out[0], out[1])):
             raise ValueError("out: the grad and hess buffers overlap; give two separate arrays")
         gout, gbuf = be.arrays.output(out[0], x, "out[0]")
         hout, hbuf = be.arrays.output(out[1], x, "out[1]")

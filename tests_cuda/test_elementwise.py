@@ -257,3 +257,13 @@ def test_device_out_overlapping_an_input_gives_the_same_gradient(alias, rng):
     got = loss.grad(cuda.to_device(y), dp, sample_weight=dw, out=out, backend="cuda")
     assert got is out
     assert_close(_host(got), expected, np.float32)
+
+
+def test_grad_hess_refuses_one_device_buffer_for_both(rng):
+    y, p = sample("mse", N, rng, np.float32)
+    g = cuda.device_array(N, np.float32)
+    with pytest.raises(ValueError, match="overlap"):
+        fl.get("mse").grad_hess(cuda.to_device(y), cuda.to_device(p), out=(g, g))
+    room = cuda.device_array(N + 1, np.float32)                 # overlapping by N - 1
+    with pytest.raises(ValueError, match="overlap"):
+        fl.get("mse").grad_hess(cuda.to_device(y), cuda.to_device(p), out=(room[:N], room[1:]))

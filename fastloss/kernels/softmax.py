@@ -140,7 +140,7 @@ def row_loss_value(r, a, bx, lse_shifted, lse, z):
     """l_i = r_i (a_i lse_i - sum_j b_ij x_ij + z lse_i^2), a_i = sum_j b_ij, from logits
     shifted by a c_i near them: ``lse_shifted`` = lse_i - c_i, ``bx`` = sum_j b_ij (x_ij - c_i)
     (as a_i = sum_j b_ij, the same value).  Unshifted, a row's offset swallows its loss:
-    a confident row's 2.5e-8 came out 4e-8 off at logits near 25, all of it at 1e5."""
+    a confident row's 2.5e-8 was 4e-8 relative off at logits near 25, and lost at 1e5."""
     return r * (a * lse_shifted - bx + z * lse * lse)
 
 

@@ -169,13 +169,26 @@ def _start(a):
     return face["data"][0]
 
 
+def _spans_overlap(a, b):
+    """Whether contiguous device arrays a and b may share memory."""
+    a0, b0 = _start(a), _start(b)
+    return a0 < b0 + b.nbytes and b0 < a0 + a.nbytes
+
+
 def _overlap_unlike(a, b):
     """Whether flat contiguous device arrays a and b share memory other than as the very
     same elements."""
-    a0, b0 = _start(a), _start(b)
-    if a0 == b0 and a.size == b.size and a.dtype == b.dtype:
+    if _start(a) == _start(b) and a.size == b.size and a.dtype == b.dtype:
         return False
-    return a0 < b0 + b.nbytes and b0 < a0 + a.nbytes
+    return _spans_overlap(a, b)
+
+
+def buffers_overlap(a, b):
+    """Whether two output buffers (device arrays, or host arrays for host inputs) may
+    share memory."""
+    if not (is_device(a) and is_device(b)):
+        return v.buffers_overlap(a, b)
+    return _spans_overlap(as_device(a), as_device(b))
 
 
 def output(out, x, name="out"):

@@ -96,7 +96,8 @@ def _smoothing_sums(class_weight, j, v, eps, sw, swx):
 @cuda.jit(device=True)
 def _row_pass(x, i, cap, class_weight, eps, shift):
     """This thread's running (maximum, sum of exponentials) over its columns of row i, and the
-    smoothing sums of the logits less ``shift``.  Four columns, THREADS apart, per step: four loads in flight and one rescale."""
+    smoothing sums of the logits less ``shift``.  Four columns, THREADS apart, per step: four
+    loads in flight and one rescale."""
     C = x.shape[1]
     tid = cuda.threadIdx.x
     m = _lowest(x, i, cap)
