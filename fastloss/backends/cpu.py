@@ -30,6 +30,7 @@ from numba.np.numpy_support import as_dtype
 from .. import _config
 from .. import _validation as arrays  # noqa: F401  (host arrays in, host arrays out)
 from ..kernels import cache, scalar
+from ..kernels.link_only import compiled_alone
 from ..kernels.llvm_attributes import inlined_jit
 from ..kernels.memory import PREFETCH_CHUNK, prefetch_chunk
 from ..kernels.vector_width import full_width, has_avx512
@@ -559,6 +560,7 @@ def kernels(name, parallel):
                 for kind, disp in ks.items():
                     cache.enable(disp, f"{label}-{kind}-{variant}")
                     full_width(disp)
+                    compiled_alone(disp)
                     if spec is not None:
                         tuned_for_float32(disp, spec.interleave_for(kind),
                                           _sixteen_float32_lanes(spec, kind))

@@ -11,6 +11,7 @@ from numba import njit, prange
 
 from . import cache
 from .llvm_attributes import inlined_jit
+from .link_only import compiled_alone
 from .vector_width import full_width
 
 
@@ -45,4 +46,4 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin, sca
             out[i, t] = -scale * coef * slope_t
 
 
-full_width(cache.enable(multi_margin_rows, "margin-multi_margin_rows"))
+compiled_alone(full_width(cache.enable(multi_margin_rows, "margin-multi_margin_rows")))

@@ -24,6 +24,7 @@ from numba import njit, prange
 
 from . import cache, fmath
 from .llvm_attributes import inlined_jit
+from .link_only import compiled_alone
 from .vector_width import full_width
 
 CHUNK = 256
@@ -294,4 +295,4 @@ def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, row_loss):
 # On-disk caches keyed on all kernel sources (Numba's own cache=True would not
 # notice an edit to fmath, whose functions are compiled into these kernels).
 for _kernel in (cross_entropy_labels, cross_entropy_targets, softmax_focal_rows):
-    full_width(cache.enable(_kernel, f"softmax-{_kernel.__name__}"))
+    compiled_alone(full_width(cache.enable(_kernel, f"softmax-{_kernel.__name__}")))
