@@ -73,9 +73,15 @@ def _build_trampoline(codegen):
 
 
 def _materialize(library):
-    """Do what finalizing ``library`` for linking only left out: optimize its module and
-    emit its machine code, and give its functions their environments."""
+    """Do what finalizing ``library`` for linking only left out: build its functions'
+    Python and C wrappers, optimize its module, emit its machine code and give its
+    functions their environments."""
     library._fastloss_link_only = False
+    wrappers = library.__dict__.pop("_fastloss_wrappers", ())
+    library._finalized = False
+    for build in wrappers:
+        build()
+    library._finalized = True
     library._optimize_final_module()
     cleanup = library.codegen._add_module(library._final_module)
     if cleanup:
@@ -120,6 +126,8 @@ def _install():
     get_pointer = library_class.get_pointer_to_function
     serialize = library_class.serialize_using_object_code
     get_executable = context_class.get_executable
+    python_wrapper = context_class.create_cpython_wrapper
+    c_wrapper = context_class.create_cfunc_wrapper
 
     def patched_finalize(library):
         if _top and not getattr(library, "_fastloss_kernel", False):
@@ -136,6 +144,14 @@ def _install():
         if getattr(library, "_fastloss_link_only", False):
             _materialize(library)
         return serialize(library)
+
+    def deferred(wrapper):
+        def patched_wrapper(context, library, fndesc, *args, **kwargs):
+            if not _top or _is_kernel(fndesc):
+                return wrapper(context, library, fndesc, *args, **kwargs)
+            library.__dict__.setdefault("_fastloss_wrappers", []).append(
+                lambda: wrapper(context, library, fndesc, *args, **kwargs))
+        return patched_wrapper
 
     def patched_get_executable(context, library, fndesc, env):
         if not _top:
@@ -160,6 +176,8 @@ def _install():
     library_class.get_pointer_to_function = patched_get_pointer
     library_class.serialize_using_object_code = patched_serialize
     context_class.get_executable = patched_get_executable
+    context_class.create_cpython_wrapper = deferred(python_wrapper)
+    context_class.create_cfunc_wrapper = deferred(c_wrapper)
 
 
 def _codegen():

@@ -95,7 +95,7 @@ def _row_max_sum(x, i, cap):
     C = x.shape[1]
     m = -np.inf
     s = 0.0
-    cm = _chunk_max(x, i, 0, min(C, CHUNK), cap)
+    cm = _chunk_max(x, i, np.int64(0), min(C, CHUNK), cap)
     for lo in range(0, C, CHUNK):
         hi = min(C, lo + CHUNK)
         if cm > m:
@@ -193,7 +193,7 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
                 for j in range(np.uint64(0), np.uint64(C)):
                     out[i, j] = 0.0
             continue
-        m, total = _row_max_sum(x, i, cap)
+        m, total = _row_max_sum(x, np.uint64(i), cap)
         log_total = fmath.flog(total)
         lse = m + log_total
         r = _weight(sample_weight, i)
@@ -236,7 +236,7 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
     """Class-probability targets: per-row losses, and the gradient times ``scale``."""
     N, C = x.shape
     for i in prange(N):
-        m, total = _row_max_sum(x, i, cap)
+        m, total = _row_max_sum(x, np.uint64(i), cap)
         log_total = fmath.flog(total)
         lse = m + log_total
         r = _weight(sample_weight, i)
@@ -278,7 +278,7 @@ def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, row_loss):
     N, C = x.shape
     for i in prange(N):
         t = labels[i]
-        m, total = _row_max_sum(x, i, None)
+        m, total = _row_max_sum(x, np.uint64(i), None)
         lp = (np.float64(x[i, t]) - m) - fmath.flog(total)
         r = _weight(sample_weight, i)
         qg, a = focal_factors(lp, gamma)
