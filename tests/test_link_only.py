@@ -81,6 +81,7 @@ def test_a_link_only_callee_called_from_python_gives_its_result_and_its_exceptio
     with pytest.raises(ValueError, match="negative input"):
         checked_sqrt(-1.0)
     assert term(9.0) == 7.0
+    assert term(x=16.0) == 9.0
 
 
 def test_a_link_only_library_serializes_for_the_cache():
