@@ -93,3 +93,14 @@ def test_a_link_only_library_serializes_for_the_cache():
     name, kind, (object_code, bitcode) = library.serialize_using_object_code()
     assert kind == "object" and len(object_code) > 0 and len(bitcode) > 0
     assert not library._fastloss_link_only
+
+
+def test_without_what_it_needs_from_numba_kernels_compile_as_plain_numba(monkeypatch):
+    from fastloss.kernels import link_only
+    monkeypatch.setattr(link_only, "_trampoline", None)
+    monkeypatch.setattr(link_only, "_numba_has_what_is_needed", lambda: False)
+    checked_sqrt, term = _helpers()
+    kernel = compiled_alone(njit(_kernels(term)[0]))
+    assert kernel(np.array([4.0, 9.0])) == 12.0
+    assert not getattr(_library(term), "_fastloss_link_only", False)
+    assert link_only._trampoline is False

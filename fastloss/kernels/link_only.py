@@ -33,7 +33,7 @@ _TRAMPOLINE = "fastloss_link_only_trampoline"
 _ENTRY_TYPE = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.py_object, ctypes.py_object,
                                 ctypes.c_void_p)
 
-_trampoline = None        # (its library, its address), built on first use
+_trampoline = None        # (its library, its address), built on first use; False: off
 _entries = {}             # id(closure) -> (library, fndesc), while the closure lives
 _calls = {}               # id(closure) -> the materialized entry point, as a ctypes function
 _top = []                 # the kernels being compiled (their py_funcs), innermost last
@@ -118,10 +118,33 @@ def _is_kernel(fndesc):
     return fndesc.qualname == py_func.__qualname__ and fndesc.modname == py_func.__module__
 
 
+# The Numba internals patched or called here; where one is missing (another Numba
+# version), kernels compile as plain Numba builds.
+_NEEDED = {
+    "JITCodeLibrary": ("finalize", "get_pointer_to_function", "serialize_using_object_code",
+                       "_optimize_final_module", "_finalize_final_module", "_finalize_specific",
+                       "_finalize_dynamic_globals", "_verify_declare_only_symbols"),
+    "CPUContext": ("get_executable", "create_cpython_wrapper", "create_cfunc_wrapper",
+                   "get_env_name"),
+}
+
+
+def _numba_has_what_is_needed():
+    from numba import _dynfunc
+    from numba.core import codegen, cpu
+    classes = {"JITCodeLibrary": codegen.JITCodeLibrary, "CPUContext": cpu.CPUContext}
+    return hasattr(_dynfunc, "make_function") and all(
+        hasattr(classes[c], name) for c, names in _NEEDED.items() for name in names)
+
+
 def _install():
     """Patch Numba's CPU code libraries and context (once; each patch does nothing
-    unless a ``compiled_alone`` kernel is compiling or a library is link-only)."""
+    unless a ``compiled_alone`` kernel is compiling or a library is link-only).
+    False where this Numba lacks what the patches need."""
     global _trampoline
+    if not _numba_has_what_is_needed():
+        _trampoline = False
+        return False
     from numba import _dynfunc
     from numba.core import codegen, cpu
     library_class, context_class = codegen.JITCodeLibrary, cpu.CPUContext
@@ -181,6 +204,7 @@ def _install():
     context_class.get_executable = patched_get_executable
     context_class.create_cpython_wrapper = deferred(python_wrapper)
     context_class.create_cfunc_wrapper = deferred(c_wrapper)
+    return True
 
 
 def _codegen():
@@ -205,6 +229,8 @@ def compiled_alone(dispatcher):
         with global_compiler_lock:
             if _trampoline is None:
                 _install()
+            if not _trampoline:
+                return compile_default(sig)
             _top.append(dispatcher.py_func)
             try:
                 return compile_default(sig)
