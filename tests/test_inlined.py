@@ -190,9 +190,9 @@ def test_full_width_leaves_cpus_without_avx512_alone(monkeypatch):
 
 
 def test_every_loss_kernel_is_compiled_at_full_width(monkeypatch):
-    from fastloss.backends import cpu as cpu_backend
+    from fastloss.kernels import as_kernel
     widened = []
-    monkeypatch.setattr(cpu_backend, "full_width", lambda disp: widened.append(disp) or disp)
+    monkeypatch.setattr(as_kernel, "full_width", lambda disp: widened.append(disp) or disp)
     cpu.forget("hinge")
     ks = cpu.kernels("hinge", False)
     cpu.forget("hinge")

@@ -29,11 +29,11 @@ from numba.np.numpy_support import as_dtype
 
 from .. import _config
 from .. import _validation as arrays  # noqa: F401  (host arrays in, host arrays out)
-from ..kernels import cache, scalar
-from ..kernels.link_only import compiled_alone
+from ..kernels import scalar
+from ..kernels.as_kernel import as_kernel
 from ..kernels.llvm_attributes import inlined_jit
 from ..kernels.memory import PREFETCH_CHUNK, prefetch_chunk
-from ..kernels.vector_width import full_width, has_avx512
+from ..kernels.vector_width import has_avx512
 from ..specs import REGISTRY
 
 _config.choose_fork_safe_threading_layer()
@@ -558,9 +558,7 @@ def kernels(name, parallel):
                 label = name if custom is None else f"{name}-{custom.digest}"
                 spec = REGISTRY.get(name)
                 for kind, disp in ks.items():
-                    cache.enable(disp, f"{label}-{kind}-{variant}")
-                    full_width(disp)
-                    compiled_alone(disp)
+                    as_kernel(disp, f"{label}-{kind}-{variant}")
                     if spec is not None:
                         tuned_for_float32(disp, spec.interleave_for(kind),
                                           _sixteen_float32_lanes(spec, kind))

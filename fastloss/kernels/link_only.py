@@ -149,8 +149,6 @@ def _install():
     from numba.core import codegen, cpu
     library_class, context_class = codegen.JITCodeLibrary, cpu.CPUContext
     finalize = library_class.finalize
-    get_pointer = library_class.get_pointer_to_function
-    serialize = library_class.serialize_using_object_code
     get_executable = context_class.get_executable
     python_wrapper = context_class.create_cpython_wrapper
     c_wrapper = context_class.create_cfunc_wrapper
@@ -161,15 +159,12 @@ def _install():
         else:
             finalize(library)
 
-    def patched_get_pointer(library, name):
-        if getattr(library, "_fastloss_link_only", False):
-            _materialize(library)
-        return get_pointer(library, name)
-
-    def patched_serialize(library):
-        if getattr(library, "_fastloss_link_only", False):
-            _materialize(library)
-        return serialize(library)
+    def finished_first(method):
+        def patched_method(library, *args):
+            if getattr(library, "_fastloss_link_only", False):
+                _materialize(library)
+            return method(library, *args)
+        return patched_method
 
     def deferred(wrapper):
         def patched_wrapper(context, library, fndesc, *args, **kwargs):
@@ -199,8 +194,9 @@ def _install():
 
     _trampoline = _build_trampoline(_codegen())
     library_class.finalize = patched_finalize
-    library_class.get_pointer_to_function = patched_get_pointer
-    library_class.serialize_using_object_code = patched_serialize
+    library_class.get_pointer_to_function = finished_first(library_class.get_pointer_to_function)
+    library_class.serialize_using_object_code = finished_first(
+        library_class.serialize_using_object_code)
     context_class.get_executable = patched_get_executable
     context_class.create_cpython_wrapper = deferred(python_wrapper)
     context_class.create_cfunc_wrapper = deferred(c_wrapper)

@@ -9,10 +9,8 @@ and, when ``out`` is given, the gradient times ``scale``.
 import numpy as np
 from numba import njit, prange
 
-from . import cache
+from .as_kernel import as_kernel
 from .llvm_attributes import inlined_jit
-from .link_only import compiled_alone
-from .vector_width import full_width
 
 
 @inlined_jit(error_model="numpy")
@@ -46,4 +44,4 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin, sca
             out[i, t] = -scale * coef * slope_t
 
 
-compiled_alone(full_width(cache.enable(multi_margin_rows, "margin-multi_margin_rows")))
+as_kernel(multi_margin_rows, "margin-multi_margin_rows")

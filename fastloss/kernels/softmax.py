@@ -22,10 +22,9 @@ order by the caller, so results do not depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from . import cache, fmath
+from . import fmath
+from .as_kernel import as_kernel
 from .llvm_attributes import inlined_jit
-from .link_only import compiled_alone
-from .vector_width import full_width
 
 CHUNK = 256
 # "contract" lets LLVM fuse a * b + c into one FMA (the exp polynomial's Horner
@@ -295,4 +294,4 @@ def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, row_loss):
 # On-disk caches keyed on all kernel sources (Numba's own cache=True would not
 # notice an edit to fmath, whose functions are compiled into these kernels).
 for _kernel in (cross_entropy_labels, cross_entropy_targets, softmax_focal_rows):
-    compiled_alone(full_width(cache.enable(_kernel, f"softmax-{_kernel.__name__}")))
+    as_kernel(_kernel, f"softmax-{_kernel.__name__}")
