@@ -571,6 +571,8 @@ def forget(name):
     with _build_lock:
         for parallel in (False, True):
             _kernels.pop((name, parallel), None)
+        for key in [key for key in _float32_values if key[0] == name]:
+            del _float32_values[key]
 
 
 # Numba's "workqueue" threading layer must not be entered from two threads at
@@ -589,21 +591,16 @@ def apply_num_threads():
 
 def _run(name, kind, size, *args):
     try:
-        return _run_kernel(name, kind, size, *args)
+        # The variant depends on the size alone, never on the thread count, so a
+        # given input always runs the same compiled code: the same bits.
+        if size < PARALLEL_MIN_SIZE:
+            return (_kernels.get((name, False)) or kernels(name, False))[kind](*args)
+        return call_parallel(kernels(name, True)[kind], *args)
     except numba.core.errors.TypingError as e:
         from ..custom import compile_error, get_custom
         if get_custom(name) is None:
             raise
         raise compile_error(name, e) from None
-
-
-def _run_kernel(name, kind, size, *args):
-    # The variant depends on the size alone, never on the thread count, so a
-    # given input always runs the same compiled code: the same bits.
-    if size < PARALLEL_MIN_SIZE:
-        ks = _kernels.get((name, False)) or kernels(name, False)
-        return ks[kind](*args)
-    return call_parallel(kernels(name, True)[kind], *args)
 
 
 def call_parallel(kernel, *args):
@@ -619,28 +616,36 @@ def call_parallel(kernel, *args):
     return result
 
 
+# (loss name, y dtype, p dtype) -> LossSpec.value_in_float32 of them, asked on every call.
+_float32_values = {}
+
+
 def _kind(name, kind, theta, y=None, p=None):
     """The kernel kind for these parameters (and, for the float32 kernels, dtypes)."""
     spec = REGISTRY[name]
-    if y is not None and spec.value_in_float32(y.dtype, p.dtype):
-        kind += "_f32"
-    return kind + CONSTANT if constant_applies(spec, theta) else kind
+    if y is not None:
+        key = (name, y.dtype, p.dtype)
+        in_float32 = _float32_values.get(key)
+        if in_float32 is None:
+            in_float32 = _float32_values[key] = spec.value_in_float32(y.dtype, p.dtype)
+        if in_float32:
+            kind += "_f32"
+    return kind + CONSTANT if spec.constant_param and constant_applies(spec, theta) else kind
 
 
-def _in_float64_where_float32_overflowed(run, kind):
-    """``run(kind)``: a (total, bad) pair, again with the float64 kernel of ``kind`` where a
-    float32 one's total is not finite (a float32 value may overflow where the float64 sum
-    holds it: mse of differences above 1.8e19; NaN inputs pay for a second pass too)."""
-    total, bad = run(kind)
-    if "_f32" in kind and not bad and not math.isfinite(total):
-        total, bad = run(kind.replace("_f32", ""))
-    return total, bad
+def _float32_overflowed(kind, total, bad):
+    """Whether a float32 kernel's (total, bad) is to be computed again by the float64
+    kernel: a float32 value may overflow where the float64 sum holds it (mse of
+    differences above 1.8e19; NaN inputs pay for a second pass too)."""
+    return "_f32" in kind and not bad and not math.isfinite(total)
 
 
 def reduce_value(name, y, p, w, theta):
-    return _in_float64_where_float32_overflowed(
-        lambda kind: _run(name, kind, y.shape[0], y, p, w, theta),
-        _kind(name, "reduce_value", theta, y, p))
+    kind = _kind(name, "reduce_value", theta, y, p)
+    total, bad = _run(name, kind, y.shape[0], y, p, w, theta)
+    if _float32_overflowed(kind, total, bad):
+        total, bad = _run(name, kind.replace("_f32", ""), y.shape[0], y, p, w, theta)
+    return total, bad
 
 
 def value_none(name, y, p, w, theta, out):
@@ -653,9 +658,12 @@ def grad(name, y, p, w, theta, scale, out):
 
 
 def value_and_grad(name, y, p, w, theta, scale, out):
-    return _in_float64_where_float32_overflowed(
-        lambda kind: _run(name, kind, y.shape[0], y, p, w, theta, float(scale), out),
-        _kind(name, "value_and_grad", theta, y, p))
+    kind = _kind(name, "value_and_grad", theta, y, p)
+    args = (y, p, w, theta, float(scale), out)
+    total, bad = _run(name, kind, y.shape[0], *args)
+    if _float32_overflowed(kind, total, bad):
+        total, bad = _run(name, kind.replace("_f32", ""), y.shape[0], *args)
+    return total, bad
 
 
 def grad_hess(name, y, p, w, theta, gout, hout):
