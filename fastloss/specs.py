@@ -44,6 +44,10 @@ class Param:
         return self.none_value if value is None else float(value)
 
 
+# LossSpec.value_in_float32's answers: (y_domain, y dtype, p dtype) -> bool
+_FLOAT32_VALUES = {}
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """One loss: its public name, parameters and documentation."""
@@ -107,10 +111,18 @@ class LossSpec:
         to float32 changes the loss by a float32 rounding error, and the kernels
         check the domain on the target as given).
         """
-        import numpy as np
-        return (self.float32_value and p_dtype == np.float32
+        if not self.float32_value:
+            return False
+        # asked on every call: remembered per (target domain, dtypes), all it depends on
+        key = (self.y_domain, y_dtype, p_dtype)
+        answer = _FLOAT32_VALUES.get(key)
+        if answer is None:
+            import numpy as np
+            answer = _FLOAT32_VALUES[key] = bool(
+                p_dtype == np.float32
                 and (np.can_cast(y_dtype, np.float32, "safe")
                      or self.y_domain in ("unit", "binary", "signed_binary")))
+        return answer
 
     def resolve_params(self, given):
         """Validated parameters in declaration order, as a dict."""

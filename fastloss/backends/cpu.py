@@ -571,8 +571,6 @@ def forget(name):
     with _build_lock:
         for parallel in (False, True):
             _kernels.pop((name, parallel), None)
-        for key in [key for key in _float32_values if key[0] == name]:
-            del _float32_values[key]
 
 
 # Numba's "workqueue" threading layer must not be entered from two threads at
@@ -616,20 +614,11 @@ def call_parallel(kernel, *args):
     return result
 
 
-# (loss name, y dtype, p dtype) -> LossSpec.value_in_float32 of them, asked on every call.
-_float32_values = {}
-
-
 def _kind(name, kind, theta, y=None, p=None):
     """The kernel kind for these parameters (and, for the float32 kernels, dtypes)."""
     spec = REGISTRY[name]
-    if y is not None:
-        key = (name, y.dtype, p.dtype)
-        in_float32 = _float32_values.get(key)
-        if in_float32 is None:
-            in_float32 = _float32_values[key] = spec.value_in_float32(y.dtype, p.dtype)
-        if in_float32:
-            kind += "_f32"
+    if y is not None and spec.value_in_float32(y.dtype, p.dtype):
+        kind += "_f32"
     return kind + CONSTANT if spec.constant_param and constant_applies(spec, theta) else kind
 
 
