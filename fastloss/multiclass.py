@@ -83,9 +83,36 @@ def _check_partial_reduction(reduction):
         raise ValueError(f'partial sums need reduction "mean" or "sum", got {reduction!r}')
 
 
+def _gradient_buffer(out, x, reads):
+    """Where a row kernel writes the gradient: ``out`` itself where its dtype and layout allow
+    and the kernel may write it while reading the logits ``x`` (``out`` is x, each row read
+    before it is overwritten, or shares no memory with it) and the arrays ``reads`` (no
+    memory shared); else a new array, copied into ``out`` after (``_validation.finish_out``)."""
+    flat = v.kernel_out(out, x.size, x.dtype, reads=(x.reshape(-1),))
+    if any(a is not None and np.may_share_memory(flat, a) for a in reads):
+        flat = np.empty(x.size, x.dtype)
+    return flat.reshape(x.shape)
+
+
+def _grad_hess_outs(out, y_pred):
+    """(gradient out, Hessian out) from grad_hess's ``out``; a ValueError where they overlap."""
+    if out is None:
+        return None, None
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise TypeError("out must be a pair of arrays (grad, hess)")
+    gout, hout = out
+    if gout is not None and hout is not None:
+        overlap = v.buffers_overlap
+        if backends.on_device(gout) or backends.on_device(hout) or backends.on_device(y_pred):
+            from .backends.cuda.arrays import buffers_overlap as overlap
+        if overlap(gout, hout):
+            raise ValueError("out: the grad and hess buffers overlap; give two separate arrays")
+    return gout, hout
+
+
 def _grad_and_zero_hess(loss, y_true, x, sample_weight, out, backend):
     """grad_hess of a loss that is piecewise linear in x: the "sum" gradient and zeros."""
-    gout, hout = (None, None) if out is None else out
+    gout, hout = _grad_hess_outs(out, x)
     g = loss.grad(y_true, x, sample_weight=sample_weight, reduction="sum", out=gout,
                   backend=backend)
     if backends.on_device(g):
@@ -295,19 +322,12 @@ class CrossEntropy:
         scale = 1.0
         if reduction == "mean":
             scale = 1.0 / denom if denom else float("nan")
-        buf = out if (out is not None and out.dtype == x.dtype and out.flags.c_contiguous) \
-            else np.empty(x.shape, x.dtype)
-        if out is not None and out is logits and buf is out:
-            x = out                           # in place: read each row, then overwrite it
+        buf = _gradient_buffer(out, x, (labels, targets, w))
         rows = self._run(backend, x, labels, targets, w, scale, buf)
         value = self._reduce(rows, denom, reduction)
         if reduction == "none":
             value = value.astype(dtype)
-        if out is None:
-            return value, buf if buf.dtype == dtype else buf.astype(dtype)
-        if buf is not out:
-            out[...] = buf
-        return value, out
+        return value, v.finish_out(buf, out, x.shape, dtype)
 
     def grad(self, y_true, logits, *, sample_weight=None, reduction="mean", out=None,
              backend=None):
@@ -323,21 +343,22 @@ class CrossEntropy:
         """
         if self.params["z_loss"] or self.params["softcap"] is not None:
             raise ValueError("cross_entropy.grad_hess does not support z_loss or softcap")
-        gout, hout = (None, None) if out is None else out
+        gout, hout = _grad_hess_outs(out, logits)
         if _backend_name(backend, y_true, logits, sample_weight) == "cuda":
             _, g, h, _ = self._cuda(y_true, logits, sample_weight, "sum", grad=True, out=gout,
                                     hess=True, hess_out=hout)
             return g, h
-        value, g = self.value_and_grad(y_true, logits, sample_weight=sample_weight,
-                                       reduction="sum", out=gout, backend=backend)
-        backend, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight,
-                                                              backend)
+        _, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight, backend)
+        hout = v.check_out(hout, x.shape, dtype, "out[1]")
         from .backends.reference import cross_entropy_diag_hess
+        # before the gradient, which may overwrite the logits (out[0] is the logits)
         h = cross_entropy_diag_hess(x, labels, targets, self.class_weight, w,
                                     self.params["ignore_index"], self.params["label_smoothing"])
         h = h.astype(dtype)
+        _, g = self.value_and_grad(y_true, logits, sample_weight=sample_weight, reduction="sum",
+                                   out=gout, backend=backend)
         if hout is not None:
-            v.check_out(hout, x.shape, dtype, "out[1]")[...] = h
+            hout[...] = h
             h = hout
         return g, h
 
@@ -525,13 +546,16 @@ class NLL:
         x, labels, kept, coef, rows, denom, dtype = self._rows(y_true, log_probs, sample_weight,
                                                               backend)
         out = v.check_out(out, x.shape, dtype)
-        grad = np.zeros(x.shape, dtype) if out is None else out
-        if out is not None:
+        grad = out
+        if out is None or np.may_share_memory(out, labels):   # labels are read after zeroing
+            grad = np.zeros(x.shape, dtype)
+        else:
             grad[...] = 0
         scale = (1.0 / denom if denom else float("nan")) if reduction == "mean" else 1.0
         grad[kept, labels[kept]] = -coef[kept] * scale
         value = self._ce._reduce(rows, denom, reduction)
-        return (value.astype(dtype) if reduction == "none" else value), grad
+        return (value.astype(dtype) if reduction == "none" else value), v.finish_out(
+            grad, out, x.shape, dtype)
 
     def grad(self, y_true, log_probs, *, sample_weight=None, reduction="mean", out=None,
              backend=None):

@@ -25,3 +25,28 @@ def assert_scalar_close(actual, expected, dtype, what=""):
     rtol = 1e-12 if np.dtype(dtype) == np.float64 else 1e-6
     assert isinstance(actual, float), f"{what}: expected a Python float, got {type(actual)}"
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=1e-300, err_msg=what)
+
+
+ROW_LOSS_TARGETS = [("cross_entropy", "labels"), ("cross_entropy", "probs"),
+                    ("softmax_focal", "labels"), ("nll", "labels"), ("multi_margin", "labels")]
+ROW_OUT_ALIASES = ["logits shifted down", "logits shifted up", "sample_weight", "targets"]
+
+
+def row_out_overlap(alias, x, y, w, to_device=lambda a: a):
+    """(y, x, w, out) of a row loss whose gradient buffer ``out`` overlaps an input as
+    ``alias`` says, with the values of x, y (labels or probabilities) and w (N sample
+    weights): the arrays are views of one block of memory, made by ``to_device``."""
+    N, C = x.shape
+    if alias.startswith("logits"):
+        lo = 0 if alias.endswith("down") else 1        # x's first row; out's is one off it
+        room = np.zeros((N + 1, C), x.dtype)
+        room[lo:lo + N] = x
+        room = to_device(room)
+        return to_device(y), room[lo:lo + N], to_device(w), room[1 - lo:1 - lo + N]
+    if alias == "sample_weight":
+        room = np.zeros(N * C, x.dtype)
+        room[:N] = w
+        room = to_device(room)
+        return to_device(y), to_device(x), room[:N], room.reshape(N, C)
+    room = to_device(np.array(y, x.dtype))                  # "targets": probabilities
+    return room, to_device(x), to_device(w), room

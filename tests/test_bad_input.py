@@ -9,6 +9,7 @@ from fastloss import examples
 from fastloss.backends import cpu
 
 from .conftest import loss_case, sample, weights
+from .helpers import ROW_LOSS_TARGETS, ROW_OUT_ALIASES, row_out_overlap
 
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
@@ -391,3 +392,41 @@ def test_grad_hess_refuses_one_buffer_for_both():
     g = np.empty(5)
     with pytest.raises(ValueError, match="out"):
         fl.get("mse").grad_hess(np.ones(5), np.zeros(5), out=(g, g))
+
+
+@pytest.mark.parametrize("alias", ROW_OUT_ALIASES)
+@pytest.mark.parametrize("name, target", ROW_LOSS_TARGETS, ids=lambda v: v)
+def test_row_loss_out_overlapping_an_input_gives_the_same_gradient(name, target, alias, rng):
+    """The row losses' out= may overlap the inputs in any way: the result is what a fresh
+    buffer gets (an out one row off the logits was written by one row's kernel while
+    another row's read it, a silent wrong answer)."""
+    if alias == "targets" and target == "labels":
+        pytest.skip("targets are labels")
+    N, C = 64, 37
+    x = (rng.standard_normal((N, C)) * 3).astype(np.float32)
+    y = rng.integers(0, C, N) if target == "labels" else rng.dirichlet(np.ones(C), N).astype(x.dtype)
+    w = rng.uniform(0.5, 2.0, N).astype(np.float32)
+    loss = fl.get(name)
+    expected_value, expected = loss.value_and_grad(y, x, sample_weight=w)
+    yy, xx, ww, out = row_out_overlap(alias, x, y, w)
+    value, got = loss.value_and_grad(yy, xx, sample_weight=ww, out=out)
+    assert got is out
+    assert value == expected_value
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll"])
+def test_row_loss_grad_hess_in_place_and_one_buffer_for_both(name, rng):
+    """grad_hess(out=(logits, h)) computes the Hessian from the logits before the gradient
+    overwrites them; one array for both is refused."""
+    x = rng.standard_normal((20, 7))
+    y = rng.integers(0, 7, 20)
+    loss = fl.get(name)
+    eg, eh = loss.grad_hess(y, x)
+    xx, h = x.copy(), np.empty_like(x)
+    g, h2 = loss.grad_hess(y, xx, out=(xx, h))
+    assert g is xx and h2 is h
+    np.testing.assert_array_equal(g, eg)
+    np.testing.assert_array_equal(h, eh)
+    with pytest.raises(ValueError, match="out: the grad and hess buffers overlap"):
+        loss.grad_hess(y, x, out=(h, h))

@@ -6,9 +6,10 @@ import pytest
 from numba import cuda
 
 import fastloss as fl
-from tests.helpers import assert_close, assert_scalar_close
+from tests.helpers import (ROW_LOSS_TARGETS, ROW_OUT_ALIASES, assert_close, assert_scalar_close,
+                           row_out_overlap)
 
-N, C = 5, 37      # 37 columns: two steps of four columns a thread (THREADS = 4 here) and a tail
+N, C = 5, 37      # 37 columns: three steps of four columns a thread (THREADS = 4 here), one partial
 
 
 def _host(a):
@@ -214,3 +215,37 @@ def test_a_large_common_logit_offset_keeps_float64_accuracy(name, params, kind, 
     np.testing.assert_allclose(_host(loss(y, x, reduction="none", backend="cuda")),
                                loss(y, x, reduction="none", backend="numpy"),
                                rtol=1e-12, atol=4 * np.finfo(np.float64).eps)
+
+
+@pytest.mark.parametrize("alias", ROW_OUT_ALIASES)
+@pytest.mark.parametrize("name, target", ROW_LOSS_TARGETS, ids=lambda v: v)
+def test_row_loss_out_overlapping_an_input_gives_the_same_gradient(name, target, alias, rng):
+    """As on the CPU (tests/test_bad_input.py): an out= one row off the logits, or over the
+    weights or targets, gets what a fresh buffer gets."""
+    if alias == "targets" and target == "labels":
+        pytest.skip("targets are labels")
+    x, labels, probs, sw, _ = _data(rng, np.float32)
+    y = labels if target == "labels" else probs
+    if name != "cross_entropy":
+        y = np.where(labels < 0, 0, labels)
+    loss = fl.get(name)
+    expected_value, expected = loss.value_and_grad(*map(cuda.to_device, (y, x)),
+                                                   sample_weight=cuda.to_device(sw.astype(x.dtype)))
+    yy, xx, ww, out = row_out_overlap(alias, x, y, sw.astype(x.dtype), cuda.to_device)
+    value, got = loss.value_and_grad(yy, xx, sample_weight=ww, out=out)
+    assert got is out
+    assert value == expected_value
+    np.testing.assert_array_equal(_host(got), _host(expected))
+
+
+def test_row_loss_grad_hess_in_place_and_one_buffer_for_both(rng):
+    x, labels, _, _, _ = _data(rng)
+    loss = fl.get("cross_entropy")
+    eg, eh = loss.grad_hess(labels, cuda.to_device(x))
+    dx, h = cuda.to_device(x), cuda.device_array(x.shape)
+    g, h2 = loss.grad_hess(labels, dx, out=(dx, h))
+    assert g is dx and h2 is h
+    np.testing.assert_array_equal(_host(g), _host(eg))
+    np.testing.assert_array_equal(_host(h), _host(eh))
+    with pytest.raises(ValueError, match="out: the grad and hess buffers overlap"):
+        loss.grad_hess(labels, dx, out=(h, h))

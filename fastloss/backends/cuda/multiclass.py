@@ -13,7 +13,7 @@ from ... import _validation as v
 from ...multiclass import check_scores_shape, has_labels, label_error
 from .. import on_device
 from . import rows as kernels
-from .arrays import _device, buffer, finish, flat
+from .arrays import _device, _overlap_unlike, _spans_overlap, buffer, finish, flat
 from .elementwise import sum_and_negatives
 from .launch import THREADS, reduce
 
@@ -77,6 +77,16 @@ def check_labels(labels, C, ignore, class_weight, weights, loss_name):
     return denom
 
 
+def _overlaps_reads(buf, inputs):
+    """Whether a kernel could read what it has written to ``buf``: it shares memory with the
+    labels, targets or weights, or with the logits other than as the very same elements
+    (a block reads its row before it overwrites it; other rows are other blocks')."""
+    b = flat(buf)
+    return _overlap_unlike(b, flat(inputs.x)) or any(
+        a is not None and _spans_overlap(b, flat(a))
+        for a in (inputs.labels, inputs.targets, inputs.weights))
+
+
 def sum_rows(rows):
     return reduce(sum_and_negatives, rows.shape[0], rows)[0]
 
@@ -110,7 +120,10 @@ def run(ce, y_true, x, sample_weight, reduction, launch, *, name="logits", loss_
     shape, kernel_dtype = tuple(inputs.x.shape), np.dtype(inputs.x.dtype)
 
     def gradient_buffer(out, name):
-        return buffer(out, shape, inputs.dtype, kernel_dtype, inputs.host, name, "the logits")
+        out, buf = buffer(out, shape, inputs.dtype, kernel_dtype, inputs.host, name, "the logits")
+        if out is not None and not inputs.host and _overlaps_reads(buf, inputs):
+            buf = cuda.device_array(shape, kernel_dtype)       # copied into out after
+        return out, buf
 
     def result(buf, out):
         return finish(buf, out, tuple(buf.shape), inputs.dtype, inputs.host, inputs.like)

@@ -9,6 +9,14 @@ besides the gradient.  The row formulas are the CPU kernels' own
 (``fastloss.kernels.softmax`` and ``margin``), compiled as device functions.
 Every value that the gradient pass overwrites in place (``out`` is the logits)
 is read before the block's first barrier.
+
+Every pass takes four columns per thread a step, THREADS apart (coalesced),
+and issues their four loads before using any: four loads in flight per thread
+in the gradient pass too, where a store between two loads would hold the
+second back (the store may alias it).  Steps are guarded at the row's end
+rather than followed by a remainder loop, whose unrolled copies had doubled
+the kernels' registers (``ptxas -v``: cross_entropy's 121 to 64 per thread,
+so four blocks of 256 fit on an SM instead of two).
 """
 import math
 
@@ -22,6 +30,7 @@ from ...kernels.softmax import (cap_slope, capped, focal_factors, label_target_s
 from .launch import SIMULATED, THREADS, block_max, block_sum, kernel, store_partial
 
 MAX_ROW_BLOCKS = 2 if SIMULATED else 1 << 16
+STEP = 4 * THREADS                 # a block's columns per step: four per thread
 
 
 def row_blocks(n_rows):
@@ -36,26 +45,25 @@ def _weight(w, j):
 
 
 @cuda.jit(device=True)
-def _push(m, s, v):
-    """Add exp(v) to a running (maximum m, sum s of exp(x - m))."""
-    if v > m:
-        return v, s * math.exp(m - v) + 1.0
-    if v == -math.inf:
-        return m, s
-    return m, s + math.exp(v - m)              # a NaN v makes the sum NaN
-
-
-@cuda.jit(device=True)
 def _push4(m, s, a, b, c, d):
-    """_push of four values: one rescale at most, and their four exponentials added in their own
-    precision before the float64 sum (a quarter of the branches and float64 additions)."""
+    """Add exp(a), exp(b), exp(c) and exp(d) to a running (maximum m, sum s of exp(x - m)):
+    one rescale at most, and the four exponentials added in their own precision before the
+    float64 sum.  A NaN makes the sum NaN; -inf adds nothing."""
     top = max(max(a, b), max(c, d))
     if top > m:
         s = s * math.exp(m - top)
         m = top
-    if m == -math.inf:
-        return m, s
+    if m == -math.inf:          # every value so far -inf, or NaN (which max may pass over)
+        return m, s + (0.0 if a == m and b == m and c == m and d == m else math.nan)
     return m, s + ((math.exp(a - m) + math.exp(b - m)) + (math.exp(c - m) + math.exp(d - m)))
+
+
+@cuda.jit(device=True)
+def _cap(v, cap):
+    """A logit ``v`` in its own precision, or capped (in float64) when a softcap is set."""
+    if cap is None:
+        return v
+    return capped(np.float64(v), cap)
 
 
 @cuda.jit(device=True)
@@ -65,9 +73,32 @@ def logit(x, i, j, cap):
     (The CPU kernels' helper of the same name takes the array, which the CUDA
     simulator cannot pass to CPU-compiled code.)
     """
+    return _cap(x[np.uint64(i), np.uint64(j)], cap)
+
+
+@cuda.jit(device=True)
+def _load4(x, ui, j, C, fill):
+    """x[i, j + k THREADS] for k = 0..3, ``fill`` past the row's end: four loads issued
+    before any use of them, four in flight per thread.  (A store between two loads keeps
+    the compiler from issuing the second early: the store may alias it.)"""
+    uj = np.uint64(j)
+    step = np.uint64(THREADS)
+    a = x[ui, uj] if j < C else fill
+    b = x[ui, uj + step] if j + THREADS < C else fill
+    c = x[ui, uj + 2 * step] if j + 2 * THREADS < C else fill
+    d = x[ui, uj + 3 * step] if j + 3 * THREADS < C else fill
+    return a, b, c, d
+
+
+@cuda.jit(device=True)
+def _logits4(x, ui, j, C, cap, lowest):
+    """_load4 of the (capped) logits, ``lowest`` (-inf) past the row's end."""
+    a, b, c, d = _load4(x, ui, j, C, fmath.as_type_of(-math.inf, x[ui, 0]))
     if cap is None:
-        return x[np.uint64(i), np.uint64(j)]
-    return capped(np.float64(x[np.uint64(i), np.uint64(j)]), cap)
+        return a, b, c, d
+    return (_cap(a, cap) if j < C else lowest, _cap(b, cap) if j + THREADS < C else lowest,
+            _cap(c, cap) if j + 2 * THREADS < C else lowest,
+            _cap(d, cap) if j + 3 * THREADS < C else lowest)
 
 
 @cuda.jit(device=True)
@@ -84,9 +115,10 @@ def _lowest(x, i, cap):
 
 
 @cuda.jit(device=True)
-def _smoothing_sums(class_weight, j, v, eps, sw, swx):
-    """Label smoothing's running sums of w_j and w_j v_j, v_j = x_j - c (none when eps is 0)."""
-    if eps != 0.0:
+def _smoothing_sums(class_weight, j, C, v, eps, sw, swx):
+    """Label smoothing's running sums of w_j and w_j v_j, v_j = x_j - c (none when eps is 0,
+    or j is past the row's end)."""
+    if eps != 0.0 and j < C:
         wj = _weight(class_weight, j)
         sw += wj
         swx += wj * v
@@ -100,25 +132,19 @@ def _row_pass(x, i, cap, class_weight, eps, shift):
     loads in flight and one rescale."""
     C = x.shape[1]
     tid = cuda.threadIdx.x
+    ui = np.uint64(i)
     m = _lowest(x, i, cap)
+    lowest = m
     s = 0.0
     sw = 0.0
     swx = 0.0
-    whole = C - C % (4 * THREADS)
-    for j in range(tid, whole, 4 * THREADS):
-        a = logit(x, i, j, cap)
-        b = logit(x, i, j + THREADS, cap)
-        c = logit(x, i, j + 2 * THREADS, cap)
-        d = logit(x, i, j + 3 * THREADS, cap)
+    for j in range(tid, C, STEP):
+        a, b, c, d = _logits4(x, ui, j, C, cap, lowest)
         m, s = _push4(m, s, a, b, c, d)
-        sw, swx = _smoothing_sums(class_weight, j, a - shift, eps, sw, swx)
-        sw, swx = _smoothing_sums(class_weight, j + THREADS, b - shift, eps, sw, swx)
-        sw, swx = _smoothing_sums(class_weight, j + 2 * THREADS, c - shift, eps, sw, swx)
-        sw, swx = _smoothing_sums(class_weight, j + 3 * THREADS, d - shift, eps, sw, swx)
-    for j in range(whole + tid, C, THREADS):
-        v = logit(x, i, j, cap)
-        m, s = _push(m, s, v)
-        sw, swx = _smoothing_sums(class_weight, j, v - shift, eps, sw, swx)
+        sw, swx = _smoothing_sums(class_weight, j, C, a - shift, eps, sw, swx)
+        sw, swx = _smoothing_sums(class_weight, j + THREADS, C, b - shift, eps, sw, swx)
+        sw, swx = _smoothing_sums(class_weight, j + 2 * THREADS, C, c - shift, eps, sw, swx)
+        sw, swx = _smoothing_sums(class_weight, j + 3 * THREADS, C, d - shift, eps, sw, swx)
     return m, s, sw, swx
 
 
@@ -184,16 +210,33 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore, eps, z,
         smooth = scale * r * eps / C
         hit = scale * r * (1.0 - eps) * wt
         inv = 1.0 / total
+        ra = r * a
         ui = np.uint64(i)
-        for j in range(tid, C, THREADS):
-            uj = np.uint64(j)
-            xj = np.float64(x[ui, uj])
-            pj = _exp_from_top(logit(x, i, j, cap), top) * inv
-            if out is not None:
-                g = k * pj - smooth * _weight(class_weight, j) - (hit if j == t else 0.0)
-                out[ui, uj] = g * cap_slope(xj, cap)
-            if hess is not None:
-                hess[ui, uj] = r * a * pj * (1.0 - pj)
+        zero = fmath.as_type_of(0.0, x[ui, 0])
+        for j in range(tid, C if out is not None or hess is not None else 0, STEP):
+            v0, v1, v2, v3 = _load4(x, ui, j, C, zero)
+            _label_grad(v0, ui, j, C, t, top, inv, k, smooth, hit, ra, cap, class_weight, out,
+                        hess)
+            _label_grad(v1, ui, j + THREADS, C, t, top, inv, k, smooth, hit, ra, cap,
+                        class_weight, out, hess)
+            _label_grad(v2, ui, j + 2 * THREADS, C, t, top, inv, k, smooth, hit, ra, cap,
+                        class_weight, out, hess)
+            _label_grad(v3, ui, j + 3 * THREADS, C, t, top, inv, k, smooth, hit, ra, cap,
+                        class_weight, out, hess)
+
+
+@cuda.jit(device=True)
+def _label_grad(v, ui, j, C, t, top, inv, k, smooth, hit, ra, cap, class_weight, out, hess):
+    """Store the gradient (and Hessian) of a labelled row at column j < C, whose logit is v."""
+    if j >= C:
+        return
+    uj = np.uint64(j)
+    pj = _exp_from_top(_cap(v, cap), top) * inv
+    if out is not None:
+        g = k * pj - smooth * _weight(class_weight, j) - (hit if j == t else 0.0)
+        out[ui, uj] = g * cap_slope(np.float64(v), cap)
+    if hess is not None:
+        hess[ui, uj] = ra * pj * (1.0 - pj)
 
 
 @kernel
@@ -202,17 +245,22 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
     N, C = x.shape
     tid = cuda.threadIdx.x
     for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
-        m = _lowest(x, i, cap)
+        ui = np.uint64(i)
+        lowest = _lowest(x, i, cap)
+        m = lowest
         s = 0.0
         a = 0.0
         bx = 0.0
         shift = logit(x, i, 0, cap)             # softmax.row_loss_value
-        for j in range(tid, C, THREADS):
-            v = logit(x, i, j, cap)
-            m, s = _push(m, s, v)
-            b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
-            a += b
-            bx += b * (v - shift)
+        no_q = fmath.as_type_of(0.0, targets[ui, 0])
+        for j in range(tid, C, STEP):
+            v0, v1, v2, v3 = _logits4(x, ui, j, C, cap, lowest)
+            q0, q1, q2, q3 = _load4(targets, ui, j, C, no_q)
+            m, s = _push4(m, s, v0, v1, v2, v3)
+            a, bx = _target_sums(class_weight, j, C, q0, v0 - shift, eps, a, bx)
+            a, bx = _target_sums(class_weight, j + THREADS, C, q1, v1 - shift, eps, a, bx)
+            a, bx = _target_sums(class_weight, j + 2 * THREADS, C, q2, v2 - shift, eps, a, bx)
+            a, bx = _target_sums(class_weight, j + 3 * THREADS, C, q3, v3 - shift, eps, a, bx)
         top, total = _row_max_sum(m, s)
         a = block_sum(a)
         bx = block_sum(bx)
@@ -223,16 +271,45 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
             rows[i] = row_loss_value(r, a, bx, (top - shift) + log_total, lse, z)
         k = softmax_coef(scale, r, a, z, lse)
         inv = 1.0 / total
-        ui = np.uint64(i)
-        for j in range(tid, C, THREADS):
-            uj = np.uint64(j)
-            xj = np.float64(x[ui, uj])
-            pj = _exp_from_top(logit(x, i, j, cap), top) * inv
-            if out is not None:
-                b = target_weight(_weight(class_weight, j), np.float64(targets[ui, uj]), eps, C)
-                out[ui, uj] = (k * pj - scale * r * b) * cap_slope(xj, cap)
-            if hess is not None:
-                hess[ui, uj] = r * a * pj * (1.0 - pj)
+        sr = scale * r
+        ra = r * a
+        zero = fmath.as_type_of(0.0, x[ui, 0])
+        for j in range(tid, C if out is not None or hess is not None else 0, STEP):
+            v0, v1, v2, v3 = _load4(x, ui, j, C, zero)
+            q0, q1, q2, q3 = _load4(targets, ui, j, C, no_q)
+            _target_grad(v0, q0, ui, j, C, top, inv, k, sr, ra, eps, cap, class_weight, out, hess)
+            _target_grad(v1, q1, ui, j + THREADS, C, top, inv, k, sr, ra, eps, cap, class_weight,
+                         out, hess)
+            _target_grad(v2, q2, ui, j + 2 * THREADS, C, top, inv, k, sr, ra, eps, cap,
+                         class_weight, out, hess)
+            _target_grad(v3, q3, ui, j + 3 * THREADS, C, top, inv, k, sr, ra, eps, cap,
+                         class_weight, out, hess)
+
+
+@cuda.jit(device=True)
+def _target_sums(class_weight, j, C, q, v, eps, a, bx):
+    """The running sums of b_j and b_j v_j of a row with target probabilities (none past
+    the row's end)."""
+    if j < C:
+        b = target_weight(_weight(class_weight, j), np.float64(q), eps, C)
+        a += b
+        bx += b * v
+    return a, bx
+
+
+@cuda.jit(device=True)
+def _target_grad(v, q, ui, j, C, top, inv, k, sr, ra, eps, cap, class_weight, out, hess):
+    """Store the gradient (and Hessian) of a row with target probabilities at column j < C,
+    whose logit is v and target q."""
+    if j >= C:
+        return
+    uj = np.uint64(j)
+    pj = _exp_from_top(_cap(v, cap), top) * inv
+    if out is not None:
+        b = target_weight(_weight(class_weight, j), np.float64(q), eps, C)
+        out[ui, uj] = (k * pj - sr * b) * cap_slope(np.float64(v), cap)
+    if hess is not None:
+        hess[ui, uj] = ra * pj * (1.0 - pj)
 
 
 @kernel
@@ -249,14 +326,23 @@ def softmax_focal(x, labels, sample_weight, gamma, scale, out, rows):
         qg, factor = focal_factors(lp, gamma)
         if tid == 0:
             rows[i] = -r * qg * lp
-        if out is not None:
-            k = scale * r * factor
-            inv = 1.0 / total
-            ui = np.uint64(i)
-            for j in range(tid, C, THREADS):
-                uj = np.uint64(j)
-                pj = _exp_from_top(x[ui, uj], top) * inv
-                out[ui, uj] = k * ((1.0 if j == t else 0.0) - pj)
+        k = scale * r * factor
+        inv = 1.0 / total
+        ui = np.uint64(i)
+        zero = fmath.as_type_of(0.0, x[ui, 0])
+        for j in range(tid, C if out is not None else 0, STEP):
+            v0, v1, v2, v3 = _load4(x, ui, j, C, zero)
+            _focal_grad(v0, ui, j, C, t, top, inv, k, out)
+            _focal_grad(v1, ui, j + THREADS, C, t, top, inv, k, out)
+            _focal_grad(v2, ui, j + 2 * THREADS, C, t, top, inv, k, out)
+            _focal_grad(v3, ui, j + 3 * THREADS, C, t, top, inv, k, out)
+
+
+@cuda.jit(device=True)
+def _focal_grad(v, ui, j, C, t, top, inv, k, out):
+    if j < C:
+        pj = _exp_from_top(v, top) * inv
+        out[ui, np.uint64(j)] = k * ((1.0 if j == t else 0.0) - pj)
 
 
 @kernel
@@ -265,22 +351,44 @@ def multi_margin(x, labels, class_weight, sample_weight, power, margin, scale, o
     tid = cuda.threadIdx.x
     for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
         t = labels[i]
-        xt = np.float64(x[i, t])
+        ui = np.uint64(i)
+        xt = np.float64(x[ui, np.uint64(t)])
+        if out is not None:
+            cuda.syncthreads()      # x[i, t] read by every thread before any writes it in place
         coef = _weight(sample_weight, i) * _weight(class_weight, t) / C
+        sc = scale * coef
         total = 0.0
         slope_t = 0.0
-        for j in range(tid, C, THREADS):
-            term, slope = margin_term(margin - xt + np.float64(x[i, j]), power, j == t)
-            total += term
-            slope_t += slope
-            if out is not None:
-                out[i, j] = scale * coef * slope
+        zero = fmath.as_type_of(0.0, x[ui, 0])
+        for j in range(tid, C, STEP):
+            v0, v1, v2, v3 = _load4(x, ui, j, C, zero)
+            total, slope_t = _margin_step(v0, ui, j, C, t, xt, power, margin, sc, out, total,
+                                          slope_t)
+            total, slope_t = _margin_step(v1, ui, j + THREADS, C, t, xt, power, margin, sc, out,
+                                          total, slope_t)
+            total, slope_t = _margin_step(v2, ui, j + 2 * THREADS, C, t, xt, power, margin, sc,
+                                          out, total, slope_t)
+            total, slope_t = _margin_step(v3, ui, j + 3 * THREADS, C, t, xt, power, margin, sc,
+                                          out, total, slope_t)
         total = block_sum(total)
         slope_t = block_sum(slope_t)
         if tid == 0:
             rows[i] = coef * total
             if out is not None:
-                out[i, t] = -scale * coef * slope_t
+                out[ui, np.uint64(t)] = -sc * slope_t
+
+
+@cuda.jit(device=True)
+def _margin_step(v, ui, j, C, t, xt, power, margin, sc, out, total, slope_t):
+    """Add column j's (j < C, score v) margin term and slope to the row's sums; store its
+    gradient."""
+    if j < C:
+        term, slope = margin_term(margin - xt + np.float64(v), power, j == t)
+        total += term
+        slope_t += slope
+        if out is not None:
+            out[ui, np.uint64(j)] = sc * slope
+    return total, slope_t
 
 
 @kernel
@@ -296,5 +404,6 @@ def nll(x, labels, class_weight, sample_weight, ignore, scale, out, rows):
         if tid == 0:
             rows[i] = -coef * np.float64(x[i, t]) if t != ignore else 0.0
         if out is not None:
+            cuda.syncthreads()      # x[i, t] read before the row is overwritten in place
             for j in range(tid, C, THREADS):
                 out[i, j] = -coef * scale if j == t else 0.0
