@@ -13,7 +13,7 @@ from tests.helpers import assert_close, assert_scalar_close
 from .conftest import SIMULATED
 
 loss_case = pytest.mark.parametrize("name,params", LOSS_CASES, ids=LOSS_IDS)
-N = 37                       # more elements than the simulator's grid has threads
+N = 37        # more than the simulator's grid of 8 threads takes in one step of 4 each
 
 
 def _host(a):

@@ -71,8 +71,10 @@ def _configure(args):
     N = int(args.n or (256 if SIM else 1e8))
     CE_SHAPE = (args.rows or (4 if SIM else 8192), args.classes or (9 if SIM else 128000))
     REPEAT = args.repeat or (1 if SIM else 7)
-    CHECK_N = 40 if SIM else 1 << 20
-    ROW_SHAPE = (5, 7) if SIM else (2048, 1000)
+    # more elements than the grid's 4096 x 256 threads take in one step of four each, and
+    # rows longer than two steps of a block's 256 x 4 columns: each kernel's last step partial
+    CHECK_N = 40 if SIM else 5_000_011
+    ROW_SHAPE = (5, 7) if SIM else (2048, 3001)
     import numpy
     from numba import cuda as numba_cuda
 

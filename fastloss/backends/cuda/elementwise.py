@@ -3,8 +3,10 @@
 ``templates(name)`` closes the five kernels over the loss's value, gradient
 and Hessian from ``fastloss.kernels.scalar`` (or a custom loss's), which
 numba-cuda compiles as device functions: there is no CUDA copy of any
-formula.  Each thread walks a grid-stride loop in float64; a weight applies to
-``inner`` consecutive elements (one weight per row of an (n, k) input).
+formula.  Each thread walks a grid-stride loop four elements a step, their
+loads issued before any is used (``_grid_walk``), and adds in float64; a
+weight applies to ``inner`` consecutive elements (one weight per row of an
+(n, k) input).
 Arrays are indexed with the loop's index as an unsigned integer: Numba adds
 a negative-index wraparound to every signed index, 64-bit integer work that
 was a third of an arithmetic loss's loop.
@@ -20,6 +22,51 @@ from .launch import kernel, store_partial
 @cuda.jit(device=True)
 def weight_at(w, i, inner):
     return np.float64(w[i // inner])
+
+
+@cuda.jit(device=True)
+def _load4(a, i, g, n):
+    """a[i + k g] for k = 0..3 (a[i] past the end), loaded before any is used."""
+    u = np.uint64(i)
+    ug = np.uint64(g)
+    a0 = a[u]
+    return (a0, a[u + ug] if i + g < n else a0, a[u + 2 * ug] if i + 2 * g < n else a0,
+            a[u + 3 * ug] if i + 3 * g < n else a0)
+
+
+@cuda.jit(device=True)
+def _weights4(w, i, g, n, inner):
+    """The weights of elements i + k g, k = 0..3 (1 without weights; w's first past the end)."""
+    if w is None:
+        return 1.0, 1.0, 1.0, 1.0
+    return (weight_at(w, i, inner), weight_at(w, i + g if i + g < n else i, inner),
+            weight_at(w, i + 2 * g if i + 2 * g < n else i, inner),
+            weight_at(w, i + 3 * g if i + 3 * g < n else i, inner))
+
+
+def _grid_walk(step):
+    """A grid-stride walk over (y, p) that hands each element to ``step``, four a thread at
+    a time: elements i, i + G, i + 2G and i + 3G (G the grid's threads, so a warp's loads
+    stay coalesced), their eight loads (and weights) issued before any is used.  A thread
+    then has four elements' loads in flight instead of one; where a step stores a result
+    (a gradient), the compiler could not have issued the next element's loads before the
+    store, which may alias them.  Returns the thread's (sum, count) of ``step``'s."""
+    @cuda.jit(device=True, inline="always")
+    def walk(y, p, w, inner, th, scale, out, out2):
+        s = 0.0
+        k = 0
+        n = y.shape[0]
+        g = cuda.gridsize(1)
+        for i in range(cuda.grid(1), n, 4 * g):
+            y0, y1, y2, y3 = _load4(y, i, g, n)
+            p0, p1, p2, p3 = _load4(p, i, g, n)
+            w0, w1, w2, w3 = _weights4(w, i, g, n, inner)
+            s, k = step(i, True, y0, p0, w0, th, scale, out, out2, s, k)
+            s, k = step(i + g, i + g < n, y1, p1, w1, th, scale, out, out2, s, k)
+            s, k = step(i + 2 * g, i + 2 * g < n, y2, p2, w2, th, scale, out, out2, s, k)
+            s, k = step(i + 3 * g, i + 3 * g < n, y3, p3, w3, th, scale, out, out2, s, k)
+        return s, k
+    return walk
 
 
 def _in_float64(value):
@@ -38,35 +85,28 @@ def _in_float32(value):
     return value_at
 
 
-def _value_templates(value_at, y_ok, p_ok):
+def _value_templates(value_at, outside):
     """reduce_value and value_none, with each element's value from ``value_at``."""
+    @cuda.jit(device=True, inline="always")
+    def value_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
+        if live:
+            v = value_at(yi, pi, th) * wi
+            s += v
+            if out is not None:
+                out[np.uint64(i)] = v
+            k += outside(yi, pi)
+        return s, k
+
+    walk = _grid_walk(value_step)
+
     @kernel
     def reduce_value(y, p, w, inner, th, sums, counts):
-        s = 0.0
-        k = 0
-        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
-            u = np.uint64(i)
-            yi = y[u]
-            pi = p[u]
-            v = value_at(yi, pi, th)
-            if w is not None:
-                v = v * weight_at(w, i, inner)
-            s += v
-            k += not (y_ok(np.float64(yi)) and p_ok(np.float64(pi)))
+        s, k = walk(y, p, w, inner, th, 1.0, None, None)
         store_partial(s, k, sums, counts)
 
     @kernel
     def value_none(y, p, w, inner, th, out, sums, counts):
-        k = 0
-        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
-            u = np.uint64(i)
-            yi = y[u]
-            pi = p[u]
-            v = value_at(yi, pi, th)
-            if w is not None:
-                v = v * weight_at(w, i, inner)
-            out[u] = v
-            k += not (y_ok(np.float64(yi)) and p_ok(np.float64(pi)))
+        _, k = walk(y, p, w, inner, th, 1.0, out, None)
         store_partial(0.0, k, sums, counts)
 
     return reduce_value, value_none
@@ -79,64 +119,65 @@ def templates(name):
     spec = REGISTRY[name]
     y_ok = scalar.DOMAIN_CHECKS[spec.y_domain]
     p_ok = scalar.DOMAIN_CHECKS[spec.p_domain]
-    reduce_value, value_none = _value_templates(_in_float64(value), y_ok, p_ok)
+
+    @cuda.jit(device=True, inline="always")
+    def outside(yi, pi):
+        """1 where (yi, pi) is outside the loss's domain (the count that makes the call an error)."""
+        return not (y_ok(np.float64(yi)) and p_ok(np.float64(pi)))
+
+    reduce_value, value_none = _value_templates(_in_float64(value), outside)
+
+    @cuda.jit(device=True, inline="always")
+    def grad_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
+        if live:
+            yi, pi = np.float64(yi), np.float64(pi)
+            out[np.uint64(i)] = grad(yi, pi, th) * scale * wi
+            k += outside(yi, pi)
+        return s, k
+
+    @cuda.jit(device=True, inline="always")
+    def value_and_grad_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
+        if live:
+            yi, pi = np.float64(yi), np.float64(pi)
+            s += value(yi, pi, th) * wi
+            out[np.uint64(i)] = grad(yi, pi, th) * scale * wi
+            k += outside(yi, pi)
+        return s, k
+
+    @cuda.jit(device=True, inline="always")
+    def grad_hess_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
+        if live:
+            yi, pi = np.float64(yi), np.float64(pi)
+            u = np.uint64(i)
+            out[u] = grad(yi, pi, th) * wi
+            out2[u] = hess(yi, pi, th) * wi
+            k += outside(yi, pi)
+        return s, k
+
+    walk_grad = _grid_walk(grad_step)
+    walk_value_and_grad = _grid_walk(value_and_grad_step)
+    walk_grad_hess = _grid_walk(grad_hess_step)
 
     @kernel
     def grad_kernel(y, p, w, inner, th, scale, out, sums, counts):
-        k = 0
-        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
-            u = np.uint64(i)
-            yi = np.float64(y[u])
-            pi = np.float64(p[u])
-            g = grad(yi, pi, th) * scale
-            if w is not None:
-                g = g * weight_at(w, i, inner)
-            out[u] = g
-            k += not (y_ok(yi) and p_ok(pi))
+        _, k = walk_grad(y, p, w, inner, th, scale, out, None)
         store_partial(0.0, k, sums, counts)
 
     @kernel
     def value_and_grad(y, p, w, inner, th, scale, out, sums, counts):
-        s = 0.0
-        k = 0
-        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
-            u = np.uint64(i)
-            yi = np.float64(y[u])
-            pi = np.float64(p[u])
-            v = value(yi, pi, th)
-            g = grad(yi, pi, th) * scale
-            if w is not None:
-                wi = weight_at(w, i, inner)
-                v = v * wi
-                g = g * wi
-            s += v
-            out[u] = g
-            k += not (y_ok(yi) and p_ok(pi))
+        s, k = walk_value_and_grad(y, p, w, inner, th, scale, out, None)
         store_partial(s, k, sums, counts)
 
     @kernel
     def grad_hess(y, p, w, inner, th, gout, hout, sums, counts):
-        k = 0
-        for i in range(cuda.grid(1), y.shape[0], cuda.gridsize(1)):
-            u = np.uint64(i)
-            yi = np.float64(y[u])
-            pi = np.float64(p[u])
-            g = grad(yi, pi, th)
-            h = hess(yi, pi, th)
-            if w is not None:
-                wi = weight_at(w, i, inner)
-                g = g * wi
-                h = h * wi
-            gout[u] = g
-            hout[u] = h
-            k += not (y_ok(yi) and p_ok(pi))
+        _, k = walk_grad_hess(y, p, w, inner, th, 1.0, gout, hout)
         store_partial(0.0, k, sums, counts)
 
     kinds = {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
              "value_and_grad": value_and_grad, "grad_hess": grad_hess}
     if spec.float32_value:
         kinds["reduce_value_f32"], kinds["value_none_f32"] = _value_templates(
-            _in_float32(value), y_ok, p_ok)
+            _in_float32(value), outside)
     return kinds
 
 
