@@ -8,12 +8,14 @@ asks the current device for its compute capability only to compile device
 functions, and here is told (9, 0).  Exit status 0: all compiled; 77: no
 NVVM on this machine (the test skips); 1: a kernel failed, printed.
 
-    NUMBA_ENABLE_CUDASIM=0 python -m tests_cuda.compile_ptx [--stats]
+    NUMBA_ENABLE_CUDASIM=0 python -m tests_cuda.compile_ptx [--stats] [--part K/N]
 
 ``--stats`` also prints each kernel's registers and spills (``ptxas -v``) and the
 instruction mix of its main loop: a static look at the kernels without a GPU
 (pip install nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12 gives NVVM, NVRTC and
-ptxas where no CUDA toolkit is installed).
+ptxas where no CUDA toolkit is installed).  ``--part K/N`` compiles the K-th of N
+consecutive slices of the kernels only (K from 0), so that the test can spread
+the five minutes of compiling over pytest's workers.
 """
 import os
 import re
@@ -116,8 +118,19 @@ def loop_profile(ptx):
             sum(".f64" in x for x in best), sum("ld.global" in x for x in best))
 
 
+def _part(argv):
+    """(K, N) from ``--part K/N`` in argv, (0, 1) without it."""
+    if "--part" not in argv:
+        return 0, 1
+    k, n = (int(v) for v in argv[argv.index("--part") + 1].split("/"))
+    if not 0 <= k < n:
+        raise SystemExit(f"--part K/N needs 0 <= K < N, not {k}/{n}")
+    return k, n
+
+
 def main():
     stats = "--stats" in sys.argv[1:]
+    part, parts = _part(sys.argv[1:])
     os.environ["NUMBA_ENABLE_CUDASIM"] = "0"
     from numba import cuda, typeof
 
@@ -134,8 +147,11 @@ def main():
          if os.path.exists(p)), None)
     failures = 0
     count = 0
+    cases = list(_cases())
+    # consecutive slices keep a loss's kernels, which share device functions, in one process
+    cases = cases[part * len(cases) // parts:(part + 1) * len(cases) // parts]
     with tempfile.TemporaryDirectory() as tmp:
-        for label, kernel, args in _cases():
+        for label, kernel, args in cases:
             count += 1
             signature = tuple(typeof(a) for a in args)
             try:
