@@ -729,12 +729,43 @@ class SoftmaxFocal(_LabelRowLoss):
 
     def _cuda_launch(self):
         gamma = self.params["gamma"]
-        return _cuda_rows("softmax_focal", lambda x: (x.x, x.labels, x.weights, gamma))
+        return _cuda_rows("softmax_focal", lambda x: (x.x, x.labels, x.weights, gamma),
+                          takes_hess=True)
 
-    def _kernel(self, x, labels, w, scale, grad, rows):
+    def _kernel(self, x, labels, w, scale, grad, rows, hess=None):
         from .backends.cpu import call_parallel
         from .kernels.softmax import softmax_focal_rows
-        call_parallel(softmax_focal_rows, x, labels, w, self.params["gamma"], scale, grad, rows)
+        call_parallel(softmax_focal_rows, x, labels, w, self.params["gamma"], scale, grad, hess,
+                      rows)
+
+    def grad_hess(self, y_true, logits, *, sample_weight=None, out=None, backend=None):
+        """Gradient ("sum" convention) and the exact diagonal of the Hessian per class:
+        B ((delta_tj - p_j) / (1 - p_t))^2 - A p_j (1 - p_j), with A the gradient's factor
+        and B = gamma p_t (1 - p_t)^gamma ((1 - gamma p_t) log p_t + 2 (1 - p_t)); gamma = 0
+        gives cross_entropy's p_j (1 - p_j).  Unlike cross-entropy's, it can be negative
+        (for gamma > 0, where p_t is small)."""
+        gout, hout = _grad_hess_outs(out, logits)
+        if _backend_name(backend, y_true, logits, sample_weight) == "cuda":
+            _, g, h, _ = self._cuda(y_true, logits, sample_weight, "sum", grad=True, out=gout,
+                                    hess=True, hess_out=hout)
+            return g, h
+        name, x, labels, _, w, dtype = self._ce._prepare(y_true, logits, sample_weight, backend)
+        if labels is None:
+            raise ValueError(f"{self.name}: y_true must be integer class labels of shape (N,)")
+        gout = v.check_out(gout, x.shape, dtype, "out[0]")
+        hout = v.check_out(hout, x.shape, dtype, "out[1]")
+        if name == "numpy":
+            from .backends.reference import softmax_focal_diag_hess, softmax_focal_rows
+            gamma = self.params["gamma"]
+            g = softmax_focal_rows(x, labels, w, gamma)[1].astype(dtype)
+            h = softmax_focal_diag_hess(x, labels, w, gamma).astype(dtype)
+        else:
+            g, h = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+            self._kernel(x, labels, w, 1.0, g, np.empty(x.shape[0]), h)
+        for result, given in ((g, gout), (h, hout)):
+            if given is not None:
+                given[...] = result
+        return (g if gout is None else gout), (h if hout is None else hout)
 
 
 def softmax_focal(y_true, logits, *, gamma=2.0, sample_weight=None, reduction="mean",

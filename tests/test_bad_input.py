@@ -415,7 +415,7 @@ def test_row_loss_out_overlapping_an_input_gives_the_same_gradient(name, target,
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("name", ["cross_entropy", "nll"])
+@pytest.mark.parametrize("name", ["cross_entropy", "nll", "softmax_focal"])
 def test_row_loss_grad_hess_in_place_and_one_buffer_for_both(name, rng):
     """grad_hess(out=(logits, h)) computes the Hessian from the logits before the gradient
     overwrites them; one array for both is refused."""

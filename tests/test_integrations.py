@@ -139,12 +139,25 @@ def test_torch_training_converges_exactly_as_with_torch_losses(rng):
 
 # -- XGBoost ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["softmax_focal", "linear_cross_entropy"])
-def test_a_loss_without_a_hessian_is_refused_as_a_boosting_objective(name):
+def test_a_loss_without_a_hessian_is_refused_as_a_boosting_objective():
     from fastloss.integrations._boosting import Objective
-    assert not hasattr(fl.get(name), "grad_hess")
-    with pytest.raises(ValueError, match=f"{name}.*no grad_hess"):
-        Objective(name)
+    assert not hasattr(fl.get("linear_cross_entropy"), "grad_hess")
+    with pytest.raises(ValueError, match="linear_cross_entropy.*no grad_hess"):
+        Objective("linear_cross_entropy")
+
+
+def test_softmax_focal_objective_at_gamma_zero_is_the_cross_entropy_one(rng):
+    """A multiclass focal objective for boosting: at gamma = 0 it is cross_entropy's."""
+    from fastloss.integrations._boosting import Objective
+    scores = rng.normal(size=(30, 4)) * 2
+    labels = rng.integers(0, 4, 30).astype(float)
+    w = rng.uniform(0.5, 2.0, 30)
+    g, h = Objective("softmax_focal", gamma=0.0)(labels, scores, w)
+    eg, eh = Objective("cross_entropy")(labels, scores, w)
+    np.testing.assert_allclose(g, eg, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(h, eh, rtol=1e-13, atol=1e-15)
+    g2, h2 = Objective("softmax_focal", gamma=2.0)(labels, scores, w)
+    assert not np.allclose(h2, eh)
 
 
 def test_xgboost_logistic_objective_equals_the_builtin(rng):

@@ -163,6 +163,11 @@ def test_label_row_losses_match_reference(name, options, rng):
         g, h = loss.grad_hess(cuda.to_device(labels), cuda.to_device(x))
         assert_close(_host(g), loss.grad(labels, x, reduction="sum", backend="numpy"), np.float64)
         assert not np.any(_host(h))
+    if name == "softmax_focal":
+        g, h = loss.grad_hess(cuda.to_device(labels), cuda.to_device(x), sample_weight=sw)
+        eg, eh = loss.grad_hess(labels, x, sample_weight=sw, backend="numpy")
+        assert_close(_host(g), eg, np.float64, "g")
+        assert_close(_host(h), eh, np.float64, "h")
 
 
 @pytest.mark.parametrize("target", ["labels", "probs"])
@@ -238,9 +243,11 @@ def test_row_loss_out_overlapping_an_input_gives_the_same_gradient(name, target,
     np.testing.assert_array_equal(_host(got), _host(expected))
 
 
-def test_row_loss_grad_hess_in_place_and_one_buffer_for_both(rng):
+@pytest.mark.parametrize("name", ["cross_entropy", "softmax_focal"])
+def test_row_loss_grad_hess_in_place_and_one_buffer_for_both(name, rng):
     x, labels, _, _, _ = _data(rng)
-    loss = fl.get("cross_entropy")
+    labels[1] = 0
+    loss = fl.get(name)
     eg, eh = loss.grad_hess(labels, cuda.to_device(x))
     dx, h = cuda.to_device(x), cuda.device_array(x.shape)
     g, h2 = loss.grad_hess(labels, dx, out=(dx, h))

@@ -458,3 +458,31 @@ def softmax_focal_rows(x, labels, sample_weight, gamma):
     onehot = np.zeros((N, C))
     onehot[np.arange(N), labels] = 1.0
     return -r * qg * lp, a[:, None] * (onehot - np.exp(logp))
+
+
+def softmax_focal_diag_hess(x, labels, sample_weight, gamma):
+    """Diagonal of the Hessian of the summed softmax focal loss.
+
+    l = f(u) with u = p_t and f(u) = -(1 - u)^gamma log u.  The gradient is
+    a(u) (delta_tj - p_j) with a(u) = u f'(u), since du/dx_j = u (delta_tj - p_j), so
+    d2 l / dx_j^2 = a'(u) u (delta_tj - p_j)^2 - a(u) p_j (1 - p_j), where
+    a'(u) u = gamma u (1 - u)^(gamma - 2) ((1 - gamma u) log u + 2 (1 - u)).  The factor
+    (1 - u)^(gamma - 2) (delta_tj - p_j)^2 is taken as (1 - u)^gamma times the square of
+    (delta_tj - p_j) / (1 - u), which is at most 1 (and 0 where u = 1).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    N, C = x.shape
+    logp = _log_softmax(x)
+    p = np.exp(logp)
+    lp = logp[np.arange(N), labels]
+    u = np.exp(lp)
+    q = -np.expm1(lp)
+    onehot = np.zeros((N, C))
+    onehot[np.arange(N), labels] = 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        qg = np.ones(N) if gamma == 0 else np.where(q > 0, q ** gamma, 0.0)
+        d = np.where(q[:, None] > 0, (onehot - p) / q[:, None], 0.0)
+        a = np.where(q > 1e-300, gamma * u * qg * lp / q, -gamma * u * qg) - qg
+    curvature = gamma * u * qg * ((1 - gamma * u) * lp + 2 * q)
+    r = np.ones(N) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    return r[:, None] * (curvature[:, None] * d ** 2 - a[:, None] * p * (1 - p))

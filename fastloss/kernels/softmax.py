@@ -271,9 +271,34 @@ def focal_factors(lp, gamma):
     return qg, qg * (gamma * fmath.fexp(lp) * ratio - 1.0)
 
 
+@inlined_jit(error_model="numpy")
+def focal_curvature(lp, gamma):
+    """(B, 1 / q) for log p_t = lp, q = 1 - p_t, with the Hessian's diagonal
+    d2 l / dx_j^2 = B ((delta_tj - p_j) / q)^2 - A p_j (1 - p_j), A from ``focal_factors``.
+
+    B = gamma p_t q^gamma ((1 - gamma p_t) lp + 2 q), the derivative of A in p_t times
+    p_t q^2 (see ``reference.softmax_focal_diag_hess``); (delta_tj - p_j) / q is at most 1,
+    and taken as 0 where q = 0 (p_t = 1, every other p_j = 0).
+    """
+    q = -fmath.fexpm1(lp)
+    if gamma == 0.0 or q <= 0.0:
+        return 0.0, (1.0 / q if q > 0.0 else 0.0)
+    u = fmath.fexp(lp)
+    qg = fmath.fexp(gamma * fmath.flog(q))
+    return gamma * u * qg * ((1.0 - gamma * u) * lp + 2.0 * q), 1.0 / q
+
+
+@inlined_jit(error_model="numpy")
+def focal_diag_hess(pj, is_target, k, kb, inv_q):
+    """The Hessian's diagonal term of class j (``focal_curvature``), k = scale r A, kb = scale r B."""
+    d = 1.0 if is_target else -pj * inv_q
+    return kb * d * d - k * pj * (1.0 - pj)
+
+
 @njit(parallel=True, **_OPTIONS)
-def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, row_loss):
-    """Softmax focal loss -(1 - p_t)^gamma log p_t per row; gradient times ``scale``."""
+def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, hess, row_loss):
+    """Softmax focal loss -(1 - p_t)^gamma log p_t per row; gradient (and the Hessian's
+    diagonal, where ``hess`` is given) times ``scale``."""
     N, C = x.shape
     for i in prange(N):
         t = labels[i]
@@ -284,11 +309,15 @@ def softmax_focal_rows(x, labels, sample_weight, gamma, scale, out, row_loss):
         row_loss[i] = -r * qg * lp
         if out is not None:
             k = scale * r * a
+            b, inv_q = focal_curvature(lp, gamma) if hess is not None else (0.0, 0.0)
+            kb = scale * r * b
             m_x = fmath.as_type_of(m, x[i, 0])
             inv_total = 1.0 / total
             for j in range(np.uint64(0), np.uint64(C)):
                 pj = fmath.exp_in_precision_of(x[i, j] - m_x, x[i, j]) * inv_total
                 out[i, j] = k * ((1.0 if j == t else 0.0) - pj)
+                if hess is not None:
+                    hess[i, j] = focal_diag_hess(np.float64(pj), j == t, k, kb, inv_q)
 
 
 # On-disk caches keyed on all kernel sources (Numba's own cache=True would not

@@ -25,8 +25,9 @@ from numba import cuda
 
 from ...kernels import fmath
 from ...kernels.margin import margin_term
-from ...kernels.softmax import (cap_slope, capped, focal_factors, label_target_sums,
-                                row_loss_value, softmax_coef, target_weight)
+from ...kernels.softmax import (cap_slope, capped, focal_curvature, focal_diag_hess,
+                                focal_factors, label_target_sums, row_loss_value, softmax_coef,
+                                target_weight)
 from .launch import SIMULATED, THREADS, block_max, block_sum, kernel, store_partial
 
 MAX_ROW_BLOCKS = 2 if SIMULATED else 1 << 16
@@ -313,7 +314,7 @@ def _target_grad(v, q, ui, j, C, top, inv, k, sr, ra, eps, cap, class_weight, ou
 
 
 @kernel
-def softmax_focal(x, labels, sample_weight, gamma, scale, out, rows):
+def softmax_focal(x, labels, sample_weight, gamma, scale, out, hess, rows):
     N, C = x.shape
     tid = cuda.threadIdx.x
     for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
@@ -327,22 +328,27 @@ def softmax_focal(x, labels, sample_weight, gamma, scale, out, rows):
         if tid == 0:
             rows[i] = -r * qg * lp
         k = scale * r * factor
+        b, inv_q = focal_curvature(lp, gamma) if hess is not None else (0.0, 0.0)
+        kb = scale * r * b
         inv = 1.0 / total
         ui = np.uint64(i)
         zero = fmath.as_type_of(0.0, x[ui, 0])
         for j in range(tid, C if out is not None else 0, STEP):
             v0, v1, v2, v3 = _load4(x, ui, j, C, zero)
-            _focal_grad(v0, ui, j, C, t, top, inv, k, out)
-            _focal_grad(v1, ui, j + THREADS, C, t, top, inv, k, out)
-            _focal_grad(v2, ui, j + 2 * THREADS, C, t, top, inv, k, out)
-            _focal_grad(v3, ui, j + 3 * THREADS, C, t, top, inv, k, out)
+            _focal_grad(v0, ui, j, C, t, top, inv, k, kb, inv_q, out, hess)
+            _focal_grad(v1, ui, j + THREADS, C, t, top, inv, k, kb, inv_q, out, hess)
+            _focal_grad(v2, ui, j + 2 * THREADS, C, t, top, inv, k, kb, inv_q, out, hess)
+            _focal_grad(v3, ui, j + 3 * THREADS, C, t, top, inv, k, kb, inv_q, out, hess)
 
 
 @cuda.jit(device=True)
-def _focal_grad(v, ui, j, C, t, top, inv, k, out):
+def _focal_grad(v, ui, j, C, t, top, inv, k, kb, inv_q, out, hess):
     if j < C:
         pj = _exp_from_top(v, top) * inv
-        out[ui, np.uint64(j)] = k * ((1.0 if j == t else 0.0) - pj)
+        uj = np.uint64(j)
+        out[ui, uj] = k * ((1.0 if j == t else 0.0) - pj)
+        if hess is not None:
+            hess[ui, uj] = focal_diag_hess(pj, j == t, k, kb, inv_q)
 
 
 @kernel
