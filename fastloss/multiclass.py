@@ -654,6 +654,30 @@ class _LabelRowLoss:
     def grad(self, y_true, scores, *, sample_weight=None, reduction="mean", out=None, backend=None):
         return self._run(y_true, scores, sample_weight, reduction, backend, True, out)[1]
 
+    def _grad_hess(self, y_true, scores, sample_weight, out, backend):
+        """(gradient, Hessian's diagonal) of the summed loss, from the row kernel's one pass
+        (``_kernel`` with a Hessian buffer) or the NumPy ``_reference`` and ``_reference_hess``."""
+        gout, hout = _grad_hess_outs(out, scores)
+        if _backend_name(backend, y_true, scores, sample_weight) == "cuda":
+            _, g, h, _ = self._cuda(y_true, scores, sample_weight, "sum", grad=True, out=gout,
+                                    hess=True, hess_out=hout)
+            return g, h
+        name, x, labels, _, w, dtype = self._ce._prepare(y_true, scores, sample_weight, backend)
+        if labels is None:
+            raise ValueError(f"{self.name}: y_true must be integer class labels of shape (N,)")
+        gout = v.check_out(gout, x.shape, dtype, "out[0]")
+        hout = v.check_out(hout, x.shape, dtype, "out[1]")
+        if name == "numpy":
+            g = self._reference(x, labels, w)[1].astype(dtype)
+            h = self._reference_hess(x, labels, w).astype(dtype)
+        else:
+            g, h = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+            self._kernel(x, labels, w, 1.0, g, np.empty(x.shape[0]), h)
+        for result, given in ((g, gout), (h, hout)):
+            if given is not None:
+                given[...] = result
+        return (g if gout is None else gout), (h if hout is None else hout)
+
 
 class MultiMargin(_LabelRowLoss):
     """Multi-class margin (hinge) loss over scores, as ``torch.nn.functional.multi_margin_loss``.
@@ -680,19 +704,25 @@ class MultiMargin(_LabelRowLoss):
     def _cuda_launch(self):
         p, margin = self.params["p"], self.params["margin"]
         return _cuda_rows("multi_margin", lambda x: (x.x, x.labels, x.class_weight, x.weights, p,
-                                                     margin))
+                                                     margin), takes_hess=True)
 
-    def _kernel(self, x, labels, w, scale, grad, rows):
+    def _kernel(self, x, labels, w, scale, grad, rows, hess=None):
         from .backends.cpu import call_parallel
         from .kernels.margin import multi_margin_rows
         call_parallel(multi_margin_rows, x, labels, self._ce.class_weight, w, self.params["p"],
-                      self.params["margin"], scale, grad, rows)
+                      self.params["margin"], scale, grad, hess, rows)
+
+    def _reference_hess(self, x, labels, w):
+        from .backends.reference import multi_margin_diag_hess
+        return multi_margin_diag_hess(x, labels, self._ce.class_weight, w, self.params["p"],
+                                      self.params["margin"])
 
     def grad_hess(self, y_true, scores, *, sample_weight=None, out=None, backend=None):
-        """Gradient ("sum" convention) and the diagonal Hessian (0 for p = 1)."""
-        if self.params["p"] != 1:
-            raise ValueError("multi_margin.grad_hess is implemented for p = 1 only")
-        return _grad_and_zero_hess(self, y_true, scores, sample_weight, out, backend)
+        """Gradient ("sum" convention) and the Hessian's diagonal: 0 for p = 1; for p = 2,
+        2 w[t] / C for each class j != t whose margin term is positive, and their sum for
+        the target t (the loss is piecewise quadratic: its value at a kink is the side where
+        the term is 0)."""
+        return self._grad_hess(y_true, scores, sample_weight, out, backend)
 
 
 def multi_margin(y_true, scores, *, p=1, margin=1.0, class_weight=None, sample_weight=None,
@@ -738,34 +768,17 @@ class SoftmaxFocal(_LabelRowLoss):
         call_parallel(softmax_focal_rows, x, labels, w, self.params["gamma"], scale, grad, hess,
                       rows)
 
+    def _reference_hess(self, x, labels, w):
+        from .backends.reference import softmax_focal_diag_hess
+        return softmax_focal_diag_hess(x, labels, w, self.params["gamma"])
+
     def grad_hess(self, y_true, logits, *, sample_weight=None, out=None, backend=None):
         """Gradient ("sum" convention) and the exact diagonal of the Hessian per class:
         B ((delta_tj - p_j) / (1 - p_t))^2 - A p_j (1 - p_j), with A the gradient's factor
         and B = gamma p_t (1 - p_t)^gamma ((1 - gamma p_t) log p_t + 2 (1 - p_t)); gamma = 0
         gives cross_entropy's p_j (1 - p_j).  Unlike cross-entropy's, it can be negative
         (for gamma > 0, where p_t is small)."""
-        gout, hout = _grad_hess_outs(out, logits)
-        if _backend_name(backend, y_true, logits, sample_weight) == "cuda":
-            _, g, h, _ = self._cuda(y_true, logits, sample_weight, "sum", grad=True, out=gout,
-                                    hess=True, hess_out=hout)
-            return g, h
-        name, x, labels, _, w, dtype = self._ce._prepare(y_true, logits, sample_weight, backend)
-        if labels is None:
-            raise ValueError(f"{self.name}: y_true must be integer class labels of shape (N,)")
-        gout = v.check_out(gout, x.shape, dtype, "out[0]")
-        hout = v.check_out(hout, x.shape, dtype, "out[1]")
-        if name == "numpy":
-            from .backends.reference import softmax_focal_diag_hess, softmax_focal_rows
-            gamma = self.params["gamma"]
-            g = softmax_focal_rows(x, labels, w, gamma)[1].astype(dtype)
-            h = softmax_focal_diag_hess(x, labels, w, gamma).astype(dtype)
-        else:
-            g, h = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
-            self._kernel(x, labels, w, 1.0, g, np.empty(x.shape[0]), h)
-        for result, given in ((g, gout), (h, hout)):
-            if given is not None:
-                given[...] = result
-        return (g if gout is None else gout), (h if hout is None else hout)
+        return self._grad_hess(y_true, logits, sample_weight, out, backend)
 
 
 def softmax_focal(y_true, logits, *, gamma=2.0, sample_weight=None, reduction="mean",

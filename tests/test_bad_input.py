@@ -415,13 +415,13 @@ def test_row_loss_out_overlapping_an_input_gives_the_same_gradient(name, target,
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("name", ["cross_entropy", "nll", "softmax_focal"])
+@pytest.mark.parametrize("name", ["cross_entropy", "nll", "softmax_focal", "multi_margin"])
 def test_row_loss_grad_hess_in_place_and_one_buffer_for_both(name, rng):
     """grad_hess(out=(logits, h)) computes the Hessian from the logits before the gradient
     overwrites them; one array for both is refused."""
     x = rng.standard_normal((20, 7))
     y = rng.integers(0, 7, 20)
-    loss = fl.get(name)
+    loss = fl.get(name, **({"p": 2} if name == "multi_margin" else {}))
     eg, eh = loss.grad_hess(y, x)
     xx, h = x.copy(), np.empty_like(x)
     g, h2 = loss.grad_hess(y, xx, out=(xx, h))

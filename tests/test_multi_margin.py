@@ -29,6 +29,31 @@ def test_matches_pytorch(p, weighted, reduction, dtype, backend, rng):
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=rtol, atol=1e-7)
 
 
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_grad_hess_is_the_hessian_diagonal_of_pytorch(p, dtype, backend, rng):
+    x = rng.normal(size=(15, 6)).astype(dtype)
+    labels = rng.integers(0, 6, 15)
+    cw, sw = rng.uniform(0.3, 2.0, 6), rng.uniform(0.5, 2.0, 15)
+    loss = fl.get("multi_margin", p=p, margin=0.7, class_weight=cw)
+    g, h = loss.grad_hess(labels, x, sample_weight=sw, backend=backend)
+    assert g.dtype == h.dtype == dtype
+    diag = np.empty(x.shape)
+    for i in range(x.shape[0]):
+        def row_loss(xi):     # F.multi_margin_loss written out: its backward has no derivative
+            t = int(labels[i])
+            terms = torch.clamp(0.7 - xi[t] + xi, min=0) ** p
+            return sw[i] * cw[t] / x.shape[1] * (terms.sum() - terms[t])
+        xi = torch.tensor(x[i].astype(np.float64))
+        diag[i] = np.diag(torch.autograd.functional.hessian(row_loss, xi).numpy())
+    assert (p == 1) == (not diag.any())
+    rtol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(h, diag, rtol=rtol, atol=1e-300)
+    np.testing.assert_allclose(g, loss.grad(labels, x, sample_weight=sw, reduction="sum",
+                                            backend="numpy"), rtol=rtol, atol=1e-300)
+
+
 def test_bad_input():
     x = np.zeros((3, 4))
     with pytest.raises(ValueError, match="row 1 has 4"):

@@ -80,7 +80,9 @@ def _cases():
                    (x, x, None, weights, 0.0, 1e-4, cap, 1.0, grad, hess, rows_out))
         for hess in (None, x):
             yield "softmax_focal", rows.softmax_focal, (x, i64, rw, 2.0, 1.0, x, hess, rows_out)
-        yield "multi_margin", rows.multi_margin, (x, i64, cw, None, 2, 1.0, 1.0, x, rows_out)
+        for hess in (None, x):
+            yield "multi_margin", rows.multi_margin, (x, i64, cw, None, 2, 1.0, 1.0, x, hess,
+                                                      rows_out)
         yield "nll", rows.nll, (x, i64, cw, rw, -100, 1.0, x, rows_out)
 
 

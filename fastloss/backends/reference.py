@@ -443,6 +443,25 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin):
     return w / C * terms.sum(axis=1), grad
 
 
+def multi_margin_diag_hess(x, labels, class_weight, sample_weight, power, margin):
+    """Diagonal of the Hessian of the summed F.multi_margin_loss: 0 for p = 1; for p = 2,
+    2 w / C where class j's term max(0, margin - x_t + x_j) is positive, and at the target
+    the sum of those (d2/dx_t^2 of each term equals d2/dx_j^2)."""
+    x = np.asarray(x, dtype=np.float64)
+    N, C = x.shape
+    rows = np.arange(N)
+    if power == 1:
+        return np.zeros((N, C))
+    active = (margin - x[rows, labels][:, None] + x) > 0
+    active[rows, labels] = False
+    w = np.ones(N) if class_weight is None else np.asarray(class_weight, dtype=np.float64)[labels]
+    if sample_weight is not None:
+        w = w * np.asarray(sample_weight, dtype=np.float64)
+    hess = (2 * w / C)[:, None] * active
+    hess[rows, labels] = hess.sum(axis=1)
+    return hess
+
+
 def softmax_focal_rows(x, labels, sample_weight, gamma):
     """-(1 - p_t)^gamma log p_t per row (N,) and the gradient of their sum (N, C)."""
     x = np.asarray(x, dtype=np.float64)

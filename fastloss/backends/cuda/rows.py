@@ -352,7 +352,7 @@ def _focal_grad(v, ui, j, C, t, top, inv, k, kb, inv_q, out, hess):
 
 
 @kernel
-def multi_margin(x, labels, class_weight, sample_weight, power, margin, scale, out, rows):
+def multi_margin(x, labels, class_weight, sample_weight, power, margin, scale, out, hess, rows):
     N, C = x.shape
     tid = cuda.threadIdx.x
     for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
@@ -363,38 +363,43 @@ def multi_margin(x, labels, class_weight, sample_weight, power, margin, scale, o
             cuda.syncthreads()      # x[i, t] read by every thread before any writes it in place
         coef = _weight(sample_weight, i) * _weight(class_weight, t) / C
         sc = scale * coef
-        total = 0.0
-        slope_t = 0.0
+        sums = (0.0, 0.0, 0.0)      # the row's terms, slopes and curvatures
         zero = fmath.as_type_of(0.0, x[ui, 0])
         for j in range(tid, C, STEP):
             v0, v1, v2, v3 = _load4(x, ui, j, C, zero)
-            total, slope_t = _margin_step(v0, ui, j, C, t, xt, power, margin, sc, out, total,
-                                          slope_t)
-            total, slope_t = _margin_step(v1, ui, j + THREADS, C, t, xt, power, margin, sc, out,
-                                          total, slope_t)
-            total, slope_t = _margin_step(v2, ui, j + 2 * THREADS, C, t, xt, power, margin, sc,
-                                          out, total, slope_t)
-            total, slope_t = _margin_step(v3, ui, j + 3 * THREADS, C, t, xt, power, margin, sc,
-                                          out, total, slope_t)
-        total = block_sum(total)
-        slope_t = block_sum(slope_t)
+            sums = _margin_step(v0, ui, j, C, t, xt, power, margin, sc, out, hess, sums)
+            sums = _margin_step(v1, ui, j + THREADS, C, t, xt, power, margin, sc, out, hess, sums)
+            sums = _margin_step(v2, ui, j + 2 * THREADS, C, t, xt, power, margin, sc, out, hess,
+                                sums)
+            sums = _margin_step(v3, ui, j + 3 * THREADS, C, t, xt, power, margin, sc, out, hess,
+                                sums)
+        total = block_sum(sums[0])
+        slope_t = block_sum(sums[1])
+        curvature_t = block_sum(sums[2]) if hess is not None else 0.0
         if tid == 0:
             rows[i] = coef * total
             if out is not None:
                 out[ui, np.uint64(t)] = -sc * slope_t
+            if hess is not None:
+                hess[ui, np.uint64(t)] = sc * curvature_t
 
 
 @cuda.jit(device=True)
-def _margin_step(v, ui, j, C, t, xt, power, margin, sc, out, total, slope_t):
-    """Add column j's (j < C, score v) margin term and slope to the row's sums; store its
-    gradient."""
+def _margin_step(v, ui, j, C, t, xt, power, margin, sc, out, hess, sums):
+    """Add column j's (j < C, score v) margin term, slope and curvature to the row's
+    ``sums``; store its gradient (and Hessian)."""
+    total, slope_t, curvature_t = sums
     if j < C:
-        term, slope = margin_term(margin - xt + np.float64(v), power, j == t)
+        term, slope, curvature = margin_term(margin - xt + np.float64(v), power, j == t)
         total += term
         slope_t += slope
+        curvature_t += curvature
+        uj = np.uint64(j)
         if out is not None:
-            out[ui, np.uint64(j)] = sc * slope
-    return total, slope_t
+            out[ui, uj] = sc * slope
+        if hess is not None:
+            hess[ui, uj] = sc * curvature
+    return total, slope_t, curvature_t
 
 
 @kernel
