@@ -247,14 +247,21 @@ def check_rows():
     kept = np.where(labels < 0, 0, labels)
     for name, options, xs in (("nll", {"class_weight": cw}, x - np.log(np.exp(x).sum(1, keepdims=True))),
                               ("multi_margin", {"margin": 0.5}, x),
+                              ("multi_margin", {"margin": 0.5, "p": 2}, x),
                               ("softmax_focal", {"gamma": 2.0}, x)):
         loss = fl.get(name, **options)
         y = labels if name == "nll" else kept
-        value, grad = loss.value_and_grad(cuda.to_device(y), cuda.to_device(xs.astype(np.float32)),
+        xs = xs.astype(np.float32)
+        value, grad = loss.value_and_grad(cuda.to_device(y), cuda.to_device(xs),
                                           sample_weight=cuda.to_device(sw))
-        ev, eg = loss.value_and_grad(y, xs.astype(np.float32), sample_weight=sw, backend="cpu")
+        ev, eg = loss.value_and_grad(y, xs, sample_weight=sw, backend="cpu")
         ok = check(f"{name} value", value, ev, np.float32) & check(f"{name} grad", grad, eg, np.float32)
-        print(f"  {'ok  ' if ok else 'FAIL'} {name}")
+        if name != "nll":                   # nll's Hessian is 0 (linear), not from a kernel
+            g, h = loss.grad_hess(cuda.to_device(y), cuda.to_device(xs), sample_weight=cuda.to_device(sw))
+            eg, eh = loss.grad_hess(y, xs, sample_weight=sw, backend="cpu")
+            ok &= check(f"{name} grad_hess grad", g, eg, np.float32)
+            ok &= check(f"{name} grad_hess hess", h, eh, np.float32)
+        print(f"  {'ok  ' if ok else 'FAIL'} {name}{' p=2' if options.get('p') == 2 else ''}")
     check_linear(rng)
     if TORCH:
         from fastloss.integrations.torch import FastCrossEntropyLoss
