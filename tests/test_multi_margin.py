@@ -64,3 +64,26 @@ def test_bad_input():
         fl.get("multi_margin", p=3)
     with pytest.raises(ValueError, match="integer class labels"):
         fl.multi_margin(np.zeros((3, 4)), x)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_nan_scores_give_nan_rows(p, backend, rng):
+    """A NaN score makes its row's loss, gradient and Hessian NaN (PyTorch's kernel skips
+    NaN terms and returns 0 there); the other rows are untouched."""
+    x = rng.normal(size=(4, 5))
+    labels = np.array([0, 1, 2, 3])
+    x[1, 3] = np.nan                   # another class's score
+    x[2, 2] = np.nan                   # the target's own score
+    loss = fl.get("multi_margin", p=p)
+    value, grad = loss.value_and_grad(labels, x, reduction="none", backend=backend)
+    g, h = loss.grad_hess(labels, x, backend=backend)
+    assert np.isnan(value[1:3]).all() and np.isfinite(value[[0, 3]]).all()
+    assert np.isnan(grad[2]).all() and np.isnan(grad[1, [1, 3]]).all()
+    assert np.isnan(h[2, [0, 1, 3, 4]]).all() and np.isnan(h[1, [1, 3]]).all()
+    for arr in (grad, g, h):
+        assert np.isfinite(arr[[0, 3]]).all()
+    clean = np.nan_to_num(x)
+    np.testing.assert_array_equal(value[[0, 3]], loss(labels, clean, reduction="none",
+                                                      backend=backend)[[0, 3]])
+    assert np.isnan(loss(labels, x, backend=backend))

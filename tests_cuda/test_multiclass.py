@@ -256,3 +256,20 @@ def test_row_loss_grad_hess_in_place_and_one_buffer_for_both(name, rng):
     np.testing.assert_array_equal(_host(h), _host(eh))
     with pytest.raises(ValueError, match="out: the grad and hess buffers overlap"):
         loss.grad_hess(labels, dx, out=(h, h))
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_nan_scores_give_nan_rows(p, rng):
+    x, labels, _, _, _ = _data(rng)
+    labels[1] = 0
+    x[2, 3] = np.nan
+    x[4, labels[4]] = np.nan
+    loss = fl.get("multi_margin", p=p)
+    value, grad = loss.value_and_grad(labels, x, reduction="none", backend="cuda")
+    g, h = loss.grad_hess(labels, x, backend="cuda")
+    ev, eg = loss.value_and_grad(labels, x, reduction="none", backend="numpy")
+    _, eh = loss.grad_hess(labels, x, backend="numpy")
+    assert np.isnan(_host(value)[[2, 4]]).all() and np.isnan(_host(h)[4]).any()
+    for got, expected in ((value, ev), (grad, eg), (g, eg), (h, eh)):
+        np.testing.assert_array_equal(np.isnan(_host(got)), np.isnan(expected))
+        assert_close(_host(got), expected, np.float64)

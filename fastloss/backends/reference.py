@@ -437,7 +437,7 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin):
     if sample_weight is not None:
         w = w * np.asarray(sample_weight, dtype=np.float64)
     terms = h if power == 1 else h ** 2
-    slopes = (h > 0).astype(float) if power == 1 else 2 * h
+    slopes = np.where(np.isnan(h), np.nan, h > 0) if power == 1 else 2 * h
     grad = (w / C)[:, None] * slopes
     grad[rows, labels] = -grad.sum(axis=1)
     return w / C * terms.sum(axis=1), grad
@@ -446,18 +446,17 @@ def multi_margin_rows(x, labels, class_weight, sample_weight, power, margin):
 def multi_margin_diag_hess(x, labels, class_weight, sample_weight, power, margin):
     """Diagonal of the Hessian of the summed F.multi_margin_loss: 0 for p = 1; for p = 2,
     2 w / C where class j's term max(0, margin - x_t + x_j) is positive, and at the target
-    the sum of those (d2/dx_t^2 of each term equals d2/dx_j^2)."""
+    the sum of those (d2/dx_t^2 of each term equals d2/dx_j^2).  NaN where a term is NaN."""
     x = np.asarray(x, dtype=np.float64)
     N, C = x.shape
     rows = np.arange(N)
-    if power == 1:
-        return np.zeros((N, C))
-    active = (margin - x[rows, labels][:, None] + x) > 0
-    active[rows, labels] = False
+    z = margin - x[rows, labels][:, None] + x
+    z[rows, labels] = 0.0
+    curvature = np.where(np.isnan(z), np.nan, 0.0 if power == 1 else 2.0 * (z > 0))
     w = np.ones(N) if class_weight is None else np.asarray(class_weight, dtype=np.float64)[labels]
     if sample_weight is not None:
         w = w * np.asarray(sample_weight, dtype=np.float64)
-    hess = (2 * w / C)[:, None] * active
+    hess = (w / C)[:, None] * curvature
     hess[rows, labels] = hess.sum(axis=1)
     return hess
 

@@ -18,11 +18,12 @@ from .llvm_attributes import inlined_jit
 @inlined_jit(error_model="numpy")
 def margin_term(d, power, is_target):
     """(max(0, d)^p, its first and second derivatives in d) for p in {1, 2}; zeros for the
-    target's own class."""
-    h = d if d > 0.0 and not is_target else 0.0
+    target's own class.  A NaN d gives NaN for all three (PyTorch's kernel skips it, a 0)."""
+    h = 0.0 if d <= 0.0 or is_target else d
     term = h if power == 1 else h * h
-    slope = (1.0 if h > 0.0 else 0.0) if power == 1 else 2.0 * h
-    curvature = 0.0 if power == 1 else (2.0 if h > 0.0 else 0.0)
+    positive = 1.0 if h > 0.0 else (0.0 if h == 0.0 else h)     # NaN stays NaN
+    slope = positive if power == 1 else 2.0 * h
+    curvature = 0.0 * h if power == 1 else 2.0 * positive
     return term, slope, curvature
 
 
