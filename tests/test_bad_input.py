@@ -8,7 +8,7 @@ import fastloss as fl
 from fastloss import examples
 from fastloss.backends import cpu
 
-from .conftest import loss_case, sample, weights
+from .conftest import builtin_loss_case, loss_case, sample, weights
 from .helpers import ROW_LOSS_TARGETS, ROW_OUT_ALIASES, row_out_overlap
 
 
@@ -430,3 +430,29 @@ def test_row_loss_grad_hess_in_place_and_one_buffer_for_both(name, rng):
     np.testing.assert_array_equal(h, eh)
     with pytest.raises(ValueError, match="out: the grad and hess buffers overlap"):
         loss.grad_hess(y, x, out=(h, h))
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+@builtin_loss_case
+def test_nan_and_inf_give_the_same_pattern_on_every_host_backend(name, params, special, rng):
+    """Where NaN and infinities land in value, grad and grad_hess is the same on the cpu
+    backend as in the NumPy reference (the Hessians of the piecewise losses included).
+    Built-in losses only: a custom loss's reference is its author's NumPy code."""
+    if np.isinf(special) and fl.REGISTRY[name].p_domain != "real":
+        pytest.skip("predictions confined to an interval")
+    y, p = sample(name, 12, rng)
+    p[3] = special
+    if np.isnan(special):
+        y[7] = special
+    loss = fl.get(name, **params)
+    results = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for backend in ("cpu", "numpy"):
+            results[backend] = [loss(y, p, reduction="none", backend=backend),
+                                loss.grad(y, p, reduction="none", backend=backend),
+                                *loss.grad_hess(y, p, backend=backend)]
+    for what, got, expected in zip(("value", "grad", "grad_hess grad", "grad_hess hess"),
+                                   results["cpu"], results["numpy"]):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=what)
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=what)

@@ -4,6 +4,8 @@ Vectorized, computed in float64, numerically stable, and independent of the
 Numba scalar maths, so that the tests can catch mistakes in either.  It is
 also the baseline that the benchmarks compare against.  Each entry of
 ``FORMULAS`` is (value, dl/dp, d2l/dp2), functions of (y, p, **params).
+A NaN in y or p gives NaN in all three, constant derivatives included (the
+``+ 0 * (p - y)`` terms), as the compiled backends do.
 """
 import numpy as np
 
@@ -31,7 +33,7 @@ def mse_grad(y, p):
 
 
 def mse_hess(y, p):
-    return np.full(np.broadcast(y, p).shape, 2.0)
+    return 2.0 + 0 * (p - y)
 
 
 def mae_value(y, p):
@@ -43,7 +45,7 @@ def mae_grad(y, p):
 
 
 def mae_hess(y, p):
-    return np.zeros(np.broadcast(y, p).shape)
+    return 0 * (p - y)
 
 
 def huber_value(y, p, delta):
@@ -56,7 +58,7 @@ def huber_grad(y, p, delta):
 
 
 def huber_hess(y, p, delta):
-    return (np.abs(p - y) < delta).astype(float)
+    return (np.abs(p - y) < delta) + 0 * (p - y)
 
 
 def smooth_l1_value(y, p, beta):
@@ -76,7 +78,7 @@ def smooth_l1_grad(y, p, beta):
 def smooth_l1_hess(y, p, beta):
     if beta == 0:
         return mae_hess(y, p)
-    return (np.abs(p - y) < beta) / beta
+    return (np.abs(p - y) < beta) / beta + 0 * (p - y)
 
 
 def log_cosh_value(y, p):
@@ -106,7 +108,7 @@ def pinball_grad(y, p, quantile):
 
 
 def pinball_hess(y, p, quantile):
-    return np.zeros(np.broadcast(y, p).shape)
+    return 0 * (y - p)
 
 
 def poisson_nll_value(y, p, full):
@@ -153,7 +155,7 @@ def hinge_value(y, p):
 
 def hinge_grad(y, p):
     t = _signed(y)
-    return np.where(1 - t * p > 0, -t, 0.0) + 0 * p
+    return np.where(1 - t * p > 0, -t, 0.0) + 0 * (y + p)
 
 
 def hinge_hess(y, p):
@@ -170,7 +172,7 @@ def squared_hinge_grad(y, p):
 
 
 def squared_hinge_hess(y, p):
-    return np.where(_signed(y) * p < 1, 2.0, 0.0) + 0 * p
+    return np.where(_signed(y) * p < 1, 2.0, 0.0) + 0 * (y + p)
 
 
 def binary_cross_entropy_value(y, p):
@@ -195,9 +197,11 @@ def _pw(pos_weight):
 def binary_cross_entropy_with_logits_value(y, x, pos_weight):
     # PyTorch's form: (1 - y) x + (1 + (pos_weight - 1) y) softplus(-x), with
     # softplus(-x) = max(-x, 0) + log1p(e^-|x|) kept in two terms so that the
-    # small tail is not absorbed before the linear terms cancel.
+    # small tail is not absorbed before the linear terms cancel; for x < 0 the
+    # linear terms are -pos_weight y x, which keeps x = -inf from giving inf - inf.
     log_weight = 1 + (_pw(pos_weight) - 1) * y
-    return ((1 - y) * x + log_weight * np.maximum(-x, 0.0)) + log_weight * np.log1p(np.exp(-np.abs(x)))
+    linear = np.where(x >= 0, (1 - y) * x, -_pw(pos_weight) * y * x)
+    return linear + log_weight * np.log1p(np.exp(-np.abs(x)))
 
 
 def binary_cross_entropy_with_logits_grad(y, x, pos_weight):

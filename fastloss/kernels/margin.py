@@ -23,7 +23,7 @@ def margin_term(d, power, is_target):
     term = h if power == 1 else h * h
     positive = 1.0 if h > 0.0 else (0.0 if h == 0.0 else h)     # NaN stays NaN
     slope = positive if power == 1 else 2.0 * h
-    curvature = 0.0 * h if power == 1 else 2.0 * positive
+    curvature = (0.0 if power == 1 else 2.0) * positive
     return term, slope, curvature
 
 
