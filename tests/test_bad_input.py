@@ -456,3 +456,28 @@ def test_nan_and_inf_give_the_same_pattern_on_every_host_backend(name, params, s
                                    results["cpu"], results["numpy"]):
         np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=what)
         np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=what)
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name,params", [("cross_entropy", {}), ("cross_entropy", {"label_smoothing": 0.1}),
+                                         ("nll", {}), ("softmax_focal", {"gamma": 0.5}),
+                                         ("multi_margin", {}), ("multi_margin", {"p": 2})])
+def test_row_losses_nan_and_inf_patterns_match_the_reference(name, params, special, rng):
+    x = rng.normal(size=(6, 5))
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    x[1, 3] = x[2, 2] = x[4, 0] = special      # another class's score, the target's, both
+    loss = fl.get(name, **params)
+    results = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for backend in ("cpu", "numpy"):
+            results[backend] = [loss(labels, x, reduction="none", backend=backend),
+                                loss.grad(labels, x, reduction="none", backend=backend),
+                                *loss.grad_hess(labels, x, backend=backend)]
+    for what, got, expected in zip(("value", "grad", "grad_hess grad", "grad_hess hess"),
+                                   results["cpu"], results["numpy"]):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=what)
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=what)
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-12, atol=1e-300)
+    assert np.isfinite(results["cpu"][0][[0, 3, 5]]).all()
