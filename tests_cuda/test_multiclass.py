@@ -273,3 +273,27 @@ def test_multi_margin_nan_scores_give_nan_rows(p, rng):
     for got, expected in ((value, ev), (grad, eg), (g, eg), (h, eh)):
         np.testing.assert_array_equal(np.isnan(_host(got)), np.isnan(expected))
         assert_close(_host(got), expected, np.float64)
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name,params", [("cross_entropy", {"label_smoothing": 0.1}),
+                                         ("softmax_focal", {"gamma": 0.5}), ("multi_margin", {"p": 2})])
+def test_row_losses_nan_and_inf_patterns_match_the_reference(name, params, special, rng):
+    """A special score in another class, in the target's, in both: the same NaN and inf as
+    the NumPy reference (cross_entropy's rows were shifted by the target's logit, and a
+    smoothed row with a target logit of -inf gave NaN instead of inf)."""
+    x = rng.normal(size=(6, 5))
+    labels = np.array([0, 1, 2, 3, 4, 0])
+    x[1, 3] = x[2, 2] = x[4, 0] = special
+    loss = fl.get(name, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        value, grad = loss.value_and_grad(labels, x, reduction="none", backend="cuda")
+        g, h = loss.grad_hess(labels, x, backend="cuda")
+        ev, eg = loss.value_and_grad(labels, x, reduction="none", backend="numpy")
+        eg2, eh = loss.grad_hess(labels, x, backend="numpy")
+    for what, got, expected in (("value", value, ev), ("grad", grad, eg), ("hess", h, eh),
+                                ("grad_hess grad", g, eg2)):
+        got = _host(got)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=what)
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=what)

@@ -194,8 +194,10 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore, eps, z,
                     hess[i, j] = 0.0
             continue
         xt = capped(np.float64(x[i, t]), cap)
-        # the logits shifted by the target's (softmax.row_loss_value)
-        m, s, sw, swx = _row_pass(x, i, cap, class_weight, eps, xt)
+        # the logits shifted by the target's (softmax.row_loss_value), where it is finite:
+        # an infinite one would make its own term inf - inf
+        shift = xt if math.isfinite(xt) else 0.0
+        m, s, sw, swx = _row_pass(x, i, cap, class_weight, eps, shift)
         top, total = _row_max_sum(m, s)
         if eps != 0.0:
             sw = block_sum(sw)
@@ -204,9 +206,9 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore, eps, z,
         lse = top + log_total
         r = _weight(sample_weight, i)
         wt = _weight(class_weight, t)
-        a, bx = label_target_sums(wt, 0.0, sw, swx, eps, C)
+        a, bx = label_target_sums(wt, xt - shift, sw, swx, eps, C)
         if tid == 0:
-            rows[i] = row_loss_value(r, a, bx, (top - xt) + log_total, lse, z)
+            rows[i] = row_loss_value(r, a, bx, (top - shift) + log_total, lse, z)
         k = softmax_coef(scale, r, a, z, lse)
         smooth = scale * r * eps / C
         hit = scale * r * (1.0 - eps) * wt
