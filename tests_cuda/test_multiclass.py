@@ -277,14 +277,19 @@ def test_multi_margin_nan_scores_give_nan_rows(p, rng):
 
 @pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("name,params", [("cross_entropy", {"label_smoothing": 0.1}),
+                                         ("cross_entropy", {"targets": "probs"}),
                                          ("softmax_focal", {"gamma": 0.5}), ("multi_margin", {"p": 2})])
 def test_row_losses_nan_and_inf_patterns_match_the_reference(name, params, special, rng):
-    """A special score in another class, in the target's, in both: the same NaN and inf as
-    the NumPy reference (cross_entropy's rows were shifted by the target's logit, and a
-    smoothed row with a target logit of -inf gave NaN instead of inf)."""
+    """A special score in another class, in the target's, in both, in the first column: the
+    same NaN and inf as the NumPy reference (cross_entropy's rows were shifted by the
+    target's logit, or the first column's for probabilities, which gave NaN for inf where
+    one of those was -inf)."""
     x = rng.normal(size=(6, 5))
     labels = np.array([0, 1, 2, 3, 4, 0])
     x[1, 3] = x[2, 2] = x[4, 0] = special
+    params = dict(params)
+    if params.pop("targets", None):
+        labels = rng.dirichlet(np.ones(5), 6)
     loss = fl.get(name, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -254,7 +254,8 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
         s = 0.0
         a = 0.0
         bx = 0.0
-        shift = logit(x, i, 0, cap)             # softmax.row_loss_value
+        first = logit(x, i, 0, cap)            # softmax.row_loss_value; finite, or no shift
+        shift = first if math.isfinite(first) else fmath.as_type_of(0.0, first)
         no_q = fmath.as_type_of(0.0, targets[ui, 0])
         for j in range(tid, C, STEP):
             v0, v1, v2, v3 = _logits4(x, ui, j, C, cap, lowest)
