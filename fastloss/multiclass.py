@@ -580,9 +580,10 @@ LOSSES["nll"] = NLL
 class _LabelRowLoss:
     """A loss per row of scores with integer labels in [0, C) (none ignored).
 
-    Subclasses give ``name``, ``params`` and two row functions: ``_reference``
-    (NumPy: per-row losses and the gradient of their sum) and ``_kernel``
-    (Numba: fills the per-row losses and, if given, the gradient times scale).
+    Subclasses give ``name``, ``params`` and three row functions: ``_reference``
+    (NumPy: per-row losses and the gradient of their sum), ``_reference_hess``
+    (NumPy: the diagonal of that sum's Hessian) and ``_kernel`` (Numba: fills the
+    per-row losses and, if given, the gradient and the Hessian times scale).
     The mean divides by N, or by the sum of the sample weights.
     """
 
@@ -591,26 +592,31 @@ class _LabelRowLoss:
         self._ce = CrossEntropy(class_weight=class_weight, ignore_index=NO_IGNORE)
         self._ce.owner = self.name
 
-    def _rows(self, y_true, scores, sample_weight, reduction, backend, want_grad):
-        """(per-row losses, gradient times the reduction's scale or None, mean's denominator,
-        result dtype)."""
+    def _rows(self, y_true, scores, sample_weight, reduction, backend, want_grad,
+              want_hess=False):
+        """(per-row losses, gradient times the reduction's scale or None, the Hessian's
+        diagonal likewise (with the gradient only), mean's denominator, result dtype)."""
         name, x, labels, _, w, dtype = self._ce._prepare(y_true, scores, sample_weight, backend)
         if labels is None:
             raise ValueError(f"{self.name}: y_true must be integer class labels of shape (N,)")
         N = x.shape[0]
         denom = float(N) if w is None else float(np.sum(w))
         scale = (1.0 / denom if denom else float("nan")) if reduction == "mean" else 1.0
-        grad = None
+        grad = hess = None
         if name == "numpy":
             rows, g = self._reference(x, labels, w)
             if want_grad:
                 grad = (g * scale).astype(dtype)
+            if want_hess:
+                hess = (self._reference_hess(x, labels, w) * scale).astype(dtype)
         else:
             rows = np.empty(N)
             if want_grad:
                 grad = np.empty(x.shape, x.dtype)
-            self._kernel(x, labels, w, float(scale), grad, rows)
-        return rows, grad, denom, dtype
+            if want_hess:
+                hess = np.empty(x.shape, x.dtype)
+            self._kernel(x, labels, w, float(scale), grad, rows, hess)
+        return rows, grad, hess, denom, dtype
 
     def _cuda(self, y_true, scores, sample_weight, reduction, **options):
         from .backends.cuda import multiclass as cm
@@ -622,7 +628,7 @@ class _LabelRowLoss:
         v.check_reduction(reduction)
         if _backend_name(backend, y_true, scores, sample_weight) == "cuda":
             return _cuda_call(self, y_true, scores, sample_weight, reduction, want_grad, out)
-        rows, grad, denom, dtype = self._rows(y_true, scores, sample_weight, reduction, backend,
+        rows, grad, _, denom, dtype = self._rows(y_true, scores, sample_weight, reduction, backend,
                                               want_grad)
         if want_grad:
             out = v.check_out(out, grad.shape, dtype)
@@ -644,7 +650,7 @@ class _LabelRowLoss:
         _check_partial_reduction(reduction)
         if _backend_name(backend, y_true, scores, sample_weight) == "cuda":
             return _cuda_partial(self, y_true, scores, sample_weight)
-        rows, _, denom, _ = self._rows(y_true, scores, sample_weight, "sum", backend, False)
+        rows, _, _, denom, _ = self._rows(y_true, scores, sample_weight, "sum", backend, False)
         return float(np.sum(rows)), denom
 
     def value_and_grad(self, y_true, scores, *, sample_weight=None, reduction="mean", out=None,
@@ -656,23 +662,15 @@ class _LabelRowLoss:
 
     def _grad_hess(self, y_true, scores, sample_weight, out, backend):
         """(gradient, Hessian's diagonal) of the summed loss, from the row kernel's one pass
-        (``_kernel`` with a Hessian buffer) or the NumPy ``_reference`` and ``_reference_hess``."""
+        or the NumPy ``_reference`` and ``_reference_hess`` (``_rows``)."""
         gout, hout = _grad_hess_outs(out, scores)
         if _backend_name(backend, y_true, scores, sample_weight) == "cuda":
             _, g, h, _ = self._cuda(y_true, scores, sample_weight, "sum", grad=True, out=gout,
                                     hess=True, hess_out=hout)
             return g, h
-        name, x, labels, _, w, dtype = self._ce._prepare(y_true, scores, sample_weight, backend)
-        if labels is None:
-            raise ValueError(f"{self.name}: y_true must be integer class labels of shape (N,)")
-        gout = v.check_out(gout, x.shape, dtype, "out[0]")
-        hout = v.check_out(hout, x.shape, dtype, "out[1]")
-        if name == "numpy":
-            g = self._reference(x, labels, w)[1].astype(dtype)
-            h = self._reference_hess(x, labels, w).astype(dtype)
-        else:
-            g, h = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
-            self._kernel(x, labels, w, 1.0, g, np.empty(x.shape[0]), h)
+        _, g, h, _, dtype = self._rows(y_true, scores, sample_weight, "sum", backend, True, True)
+        gout = v.check_out(gout, g.shape, dtype, "out[0]")
+        hout = v.check_out(hout, h.shape, dtype, "out[1]")
         for result, given in ((g, gout), (h, hout)):
             if given is not None:
                 given[...] = result
@@ -706,7 +704,7 @@ class MultiMargin(_LabelRowLoss):
         return _cuda_rows("multi_margin", lambda x: (x.x, x.labels, x.class_weight, x.weights, p,
                                                      margin), takes_hess=True)
 
-    def _kernel(self, x, labels, w, scale, grad, rows, hess=None):
+    def _kernel(self, x, labels, w, scale, grad, rows, hess):
         from .backends.cpu import call_parallel
         from .kernels.margin import multi_margin_rows
         call_parallel(multi_margin_rows, x, labels, self._ce.class_weight, w, self.params["p"],
@@ -762,7 +760,7 @@ class SoftmaxFocal(_LabelRowLoss):
         return _cuda_rows("softmax_focal", lambda x: (x.x, x.labels, x.weights, gamma),
                           takes_hess=True)
 
-    def _kernel(self, x, labels, w, scale, grad, rows, hess=None):
+    def _kernel(self, x, labels, w, scale, grad, rows, hess):
         from .backends.cpu import call_parallel
         from .kernels.softmax import softmax_focal_rows
         call_parallel(softmax_focal_rows, x, labels, w, self.params["gamma"], scale, grad, hess,

@@ -432,6 +432,27 @@ def test_row_loss_grad_hess_in_place_and_one_buffer_for_both(name, rng):
         loss.grad_hess(y, x, out=(h, h))
 
 
+def _methods_on_cpu_and_numpy(loss, y, x):
+    """[value ("none"), grad ("none"), grad_hess grad, grad_hess hess] on the cpu and numpy
+    backends, warnings about the special values silenced."""
+    results = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for backend in ("cpu", "numpy"):
+            results[backend] = [loss(y, x, reduction="none", backend=backend),
+                                loss.grad(y, x, reduction="none", backend=backend),
+                                *loss.grad_hess(y, x, backend=backend)]
+    return results["cpu"], results["numpy"]
+
+
+def _assert_same_specials(cpu_results, numpy_results):
+    """The same NaN and inf positions in each of ``_methods_on_cpu_and_numpy``'s results."""
+    for what, got, expected in zip(("value", "grad", "grad_hess grad", "grad_hess hess"),
+                                   cpu_results, numpy_results):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=what)
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=what)
+
+
 @pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
 @builtin_loss_case
 def test_nan_and_inf_give_the_same_pattern_on_every_host_backend(name, params, special, rng):
@@ -444,18 +465,7 @@ def test_nan_and_inf_give_the_same_pattern_on_every_host_backend(name, params, s
     p[3] = special
     if np.isnan(special):
         y[7] = special
-    loss = fl.get(name, **params)
-    results = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for backend in ("cpu", "numpy"):
-            results[backend] = [loss(y, p, reduction="none", backend=backend),
-                                loss.grad(y, p, reduction="none", backend=backend),
-                                *loss.grad_hess(y, p, backend=backend)]
-    for what, got, expected in zip(("value", "grad", "grad_hess grad", "grad_hess hess"),
-                                   results["cpu"], results["numpy"]):
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=what)
-        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=what)
+    _assert_same_specials(*_methods_on_cpu_and_numpy(fl.get(name, **params), y, p))
 
 
 @pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
@@ -466,18 +476,9 @@ def test_row_losses_nan_and_inf_patterns_match_the_reference(name, params, speci
     x = rng.normal(size=(6, 5))
     labels = np.array([0, 1, 2, 3, 4, 0])
     x[1, 3] = x[2, 2] = x[4, 0] = special      # another class's score, the target's, both
-    loss = fl.get(name, **params)
-    results = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for backend in ("cpu", "numpy"):
-            results[backend] = [loss(labels, x, reduction="none", backend=backend),
-                                loss.grad(labels, x, reduction="none", backend=backend),
-                                *loss.grad_hess(labels, x, backend=backend)]
-    for what, got, expected in zip(("value", "grad", "grad_hess grad", "grad_hess hess"),
-                                   results["cpu"], results["numpy"]):
-        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=what)
-        np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=what)
+    cpu_results, numpy_results = _methods_on_cpu_and_numpy(fl.get(name, **params), labels, x)
+    _assert_same_specials(cpu_results, numpy_results)
+    for got, expected in zip(cpu_results, numpy_results):
         finite = np.isfinite(expected)
         np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-12, atol=1e-300)
-    assert np.isfinite(results["cpu"][0][[0, 3, 5]]).all()
+    assert np.isfinite(cpu_results[0][[0, 3, 5]]).all()
