@@ -26,11 +26,14 @@ __all__ = ["Accumulator", "Loss", "custom_loss", "available", "available_backend
 
 
 def _loss_function(spec):
-    default = get(spec.name)
+    name = spec.name
+    # Not kept for a custom loss: its function then refers to no Loss (whose pickle
+    # refers back to the function), so that cloudpickle can copy it by value.
+    default = None if spec.custom else get(name)
 
     def loss_function(y_true, y_pred, *, sample_weight=None, reduction="mean", backend=None,
                       **params):
-        loss = get(spec.name, **params) if params else default
+        loss = default if default is not None and not params else get(name, **params)
         return loss(y_true, y_pred, sample_weight=sample_weight, reduction=reduction,
                     backend=backend)
 

@@ -14,7 +14,10 @@ import hashlib
 import inspect
 import marshal
 import math
+import sys
 import types
+
+import numpy as np
 
 from .specs import DOMAINS, REGISTRY, LossSpec, Param
 
@@ -34,9 +37,14 @@ class CustomLoss:
                                 f"keyword parameters as the loss ({', '.join(self.param_names)})")
         self.y_domain, self.p_domain = y_domain, p_domain
         self.function = None          # the public loss function, once made
-        self.digest = _digest(fn, grad, hess, y_domain, p_domain)
+        self.digest = self.current_digest()
         # positional, math-shimmed versions: what Python (reference) and Numba run
         self.py = [None if f is None else _positional(f) for f in (fn, grad, hess)]
+
+    def current_digest(self):
+        """The digest with the values the globals hold now: what kernels compiled now
+        freeze in, and so the name of their cache entry."""
+        return _digest(self.value_fn, self.grad_fn, self.hess_fn, self.y_domain, self.p_domain)
 
     def spec(self):
         params = tuple(Param(n, d, math.isfinite, "a finite real number")
@@ -88,15 +96,71 @@ def _code_digest(code, h):
             h.update(repr(const).encode())
 
 
+def _names(code):
+    """The global and attribute names a code object and the code nested in it use."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def _value_digest(value, h, seen):
+    """What Numba compiles in of a global or closure value: constants by value, functions
+    by their code (and theirs), modules by name; of anything else only its type."""
+    if isinstance(value, (bool, int, float, complex, str, bytes, np.generic)) or value is None:
+        h.update(repr(value).encode())
+    elif isinstance(value, np.ndarray):
+        h.update(repr((value.dtype.str, value.shape)).encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, tuple):
+        for item in value:
+            _value_digest(item, h, seen)
+    elif isinstance(value, types.ModuleType):
+        h.update(value.__name__.encode())
+    elif isinstance(getattr(value, "py_func", value), types.FunctionType):
+        _function_digest(getattr(value, "py_func", value), h, seen)
+    else:
+        h.update(type(value).__qualname__.encode())
+
+
+def _function_digest(f, h, seen):
+    """f's code, defaults, and the values of the globals and closure cells it reads, which
+    Numba freezes into the compiled code (so a changed global is a different kernel)."""
+    if id(f) in seen:
+        return
+    seen.add(id(f))
+    _code_digest(f.__code__, h)
+    h.update(repr((f.__defaults__, f.__kwdefaults__)).encode())
+    names = sorted(_names(f.__code__))
+    for name in names:
+        if name in f.__globals__:
+            value = f.__globals__[name]
+            h.update(b"global " + name.encode())
+            _value_digest(value, h, seen)
+            if isinstance(value, types.ModuleType):       # constants read as module.NAME
+                for attr in names:
+                    constant = getattr(value, attr, None)
+                    if isinstance(constant, (int, float, np.generic, np.ndarray, tuple)):
+                        h.update(attr.encode())
+                        _value_digest(constant, h, seen)
+    for cell in f.__closure__ or ():
+        try:
+            _value_digest(cell.cell_contents, h, seen)
+        except ValueError:                                 # an empty cell
+            h.update(b"empty cell")
+
+
 def _digest(fn, grad, hess, *extra):
-    """A hash of what the kernels are compiled from: the functions' code and defaults."""
+    """A hash of what the kernels are compiled from: the functions' code, defaults and the
+    values of the globals they read."""
     h = hashlib.sha256()
+    seen = set()
     for f in (fn, grad, hess):
         if f is None:
             h.update(b"-")
             continue
-        _code_digest(f.__code__, h)
-        h.update(repr(f.__kwdefaults__).encode())
+        _function_digest(f, h, seen)
     h.update(repr(extra).encode())
     return h.hexdigest()[:16]
 
@@ -206,8 +270,43 @@ def custom_loss(fn=None, *, grad=None, hess=None, name=None, y_domain="real", p_
         custom = existing
     from . import _loss_function
     loss_function = _loss_function(REGISTRY[name])
+    # found where the decorator put it, so that pickle can refer to it by name
+    loss_function.__module__, loss_function.__qualname__ = fn.__module__, fn.__qualname__
+    loss_function._definition = (fn, grad, hess, y_domain, p_domain)
     custom.function = loss_function
     return loss_function
+
+
+def _importable(f):
+    """Whether pickle can refer to function f by module and name (it is found there)."""
+    obj = sys.modules.get(getattr(f, "__module__", None) or "")
+    for part in f.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+    return obj is f
+
+
+def pickled_definition(name):
+    """What a pickled ``Loss`` of custom loss ``name`` carries to define it again.
+
+    The function ``custom_loss`` returned, where pickle can refer to it by name
+    (importing its module runs the decorator again); otherwise the user's
+    functions and domains, which pickle refers to by name when it can and
+    cloudpickle (Dask, joblib, Ray) copies by value when it cannot.
+    """
+    custom = _CUSTOM[name]
+    if _importable(custom.function):
+        return custom.function
+    return custom.value_fn, custom.grad_fn, custom.hess_fn, custom.y_domain, custom.p_domain
+
+
+def define_from(definition, name):
+    """Define custom loss ``name`` from ``pickled_definition``'s result, if not already."""
+    if not isinstance(definition, tuple):
+        if name in _CUSTOM:
+            return                  # defined by its module, imported to unpickle the function
+        definition = definition._definition        # the function copied by value
+    fn, grad, hess, y_domain, p_domain = definition
+    custom_loss(fn, grad=grad, hess=hess, name=name, y_domain=y_domain, p_domain=p_domain)
 
 
 def _install(custom):

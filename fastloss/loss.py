@@ -43,6 +43,15 @@ class Loss:
         args = "".join(f", {k}={val!r}" for k, val in self.params.items())
         return f"fastloss.get({self.name!r}{args})"
 
+    def __reduce__(self):
+        # As its name and parameters, for ``get`` to make again where it is unpickled (the
+        # spec's validators are closures, which pickle cannot take); a custom loss also
+        # carries its definition, since the receiving process may not have registered it.
+        if self.spec.custom:
+            from .custom import pickled_definition
+            return _custom_loss_from, (pickled_definition(self.name), self.name, self.params)
+        return _loss_from, (self.name, self.params)
+
     # -- helpers ------------------------------------------------------------
 
     def _prepare(self, y_true, y_pred, sample_weight, backend):
@@ -197,6 +206,16 @@ class Loss:
         self._denominator(be, x, "sum")
         self._check_domain(be.grad_hess(self.name, x.y, x.p, x.w, self._theta, gbuf, hbuf), x, be)
         return be.arrays.result(gbuf, gout, x), be.arrays.result(hbuf, hout, x)
+
+
+def _loss_from(name, params):
+    return get(name, **params)
+
+
+def _custom_loss_from(definition, name, params):
+    from .custom import define_from
+    define_from(definition, name)
+    return get(name, **params)
 
 
 @functools.lru_cache(maxsize=256)

@@ -168,6 +168,13 @@ def _cuda_rows(kernel_name, arguments, takes_hess=False):
     return launch
 
 
+def _get_repr(name, params):
+    """The ``fastloss.get`` call that makes a row loss with these parameters."""
+    shown = "".join(f", {k}={val!r}" for k, val in params.items()
+                    if k != "class_weight" or val is not None)
+    return f"fastloss.get({name!r}{shown})"
+
+
 class CrossEntropy:
     """Softmax cross-entropy with fixed options; see ``fastloss.cross_entropy``."""
 
@@ -184,9 +191,7 @@ class CrossEntropy:
         self.__doc__ = CE_DOC
 
     def __repr__(self):
-        shown = ", ".join(f"{k}={val!r}" for k, val in self.params.items()
-                          if k != "class_weight" or val is not None)
-        return f"fastloss.get('cross_entropy', {shown})"
+        return _get_repr(self.name, self.params)
 
     # -- input handling -------------------------------------------------------
 
@@ -393,6 +398,9 @@ class LinearCrossEntropy:
         self.chunk_size = chunk_size
         self.ce = CrossEntropy(**options)
 
+    def __repr__(self):
+        return _get_repr(self.name, {"chunk_size": self.chunk_size, **self.ce.params})
+
     def _chunks(self, N, C):
         size = self.chunk_size or max(1, (1 << 24) // max(C, 1))   # about 64 MB of float32
         return [(lo, min(N, lo + size)) for lo in range(0, N, size)]
@@ -495,6 +503,9 @@ class NLL:
         self._ce = CrossEntropy(class_weight=class_weight, ignore_index=ignore_index)
         self.params = {"class_weight": class_weight, "ignore_index": self._ce.params["ignore_index"]}
 
+    def __repr__(self):
+        return _get_repr(self.name, self.params)
+
     def _cuda(self, y_true, log_probs, sample_weight, reduction, **options):
         from .backends.cuda import multiclass as cm
         ignore = self.params["ignore_index"]
@@ -591,6 +602,9 @@ class _LabelRowLoss:
         # labels validated as cross_entropy does, with an ignore_index no label can take
         self._ce = CrossEntropy(class_weight=class_weight, ignore_index=NO_IGNORE)
         self._ce.owner = self.name
+
+    def __repr__(self):
+        return _get_repr(self.name, self.params)
 
     def _rows(self, y_true, scores, sample_weight, reduction, backend, want_grad,
               want_hess=False):

@@ -264,3 +264,40 @@ def test_python_jets():
     c = 1.0 / a                        # 1/x: 0.5, -0.25, 0.25
     assert (c.v, c.g, c.h) == (0.5, -0.25, 0.25)
     assert a > 1.5 and not a < 1.5 and max(a, 1.0) is a
+
+
+def test_a_changed_global_gives_new_kernels_not_a_stale_cache_entry(tmp_path):
+    """Numba compiles the values of the globals a loss reads into its kernels; a run with
+    another value must not load the kernels cached by the first (it gave 2.0 for 3.0)."""
+    script = tmp_path / "scaled.py"
+    script.write_text(textwrap.dedent("""
+        import sys, types
+        import numpy as np, fastloss as fl
+        SCALE = float(sys.argv[1])
+        settings = types.ModuleType("settings")
+        settings.OFFSET = float(sys.argv[2])
+
+        @fl.custom_loss
+        def scaled_square(y, p):
+            return SCALE * (p - y) ** 2 + settings.OFFSET
+
+        y, p = np.zeros(3), np.ones(3)
+        print(scaled_square(y, p), fl.get("scaled_square").grad(y, p, reduction="sum")[0])
+    """))
+    for scale, offset in ((2.0, 0.0), (3.0, 0.0), (3.0, 0.5), (2.0, 0.0)):
+        done = subprocess.run([sys.executable, str(script), str(scale), str(offset)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert [float(v) for v in done.stdout.split()] == [scale + offset, 2.0 * scale]
+
+
+def test_losses_closing_over_different_values_are_different_losses():
+    def defined_with(scale):
+        def closure_scaled(y, p):
+            return scale * (p - y) ** 2
+        return fl.custom_loss(closure_scaled)
+
+    y, p = np.zeros(4), np.ones(4)
+    assert defined_with(2.0)(y, p) == 2.0
+    assert defined_with(3.0)(y, p) == 3.0
+    assert fl.get("closure_scaled").grad(y, p, reduction="sum")[0] == 6.0

@@ -555,7 +555,7 @@ def kernels(name, parallel):
                     ks = _loss_templates(name, parallel)
                 from ..custom import get_custom
                 custom = get_custom(name)
-                label = name if custom is None else f"{name}-{custom.digest}"
+                label = name if custom is None else f"{name}-{custom.current_digest()}"
                 spec = REGISTRY.get(name)
                 for kind, disp in ks.items():
                     as_kernel(disp, f"{label}-{kind}-{variant}")

@@ -48,14 +48,21 @@ def scorer(name, **params):
         if params:
             raise TypeError("log_loss takes no parameters")
         return make_scorer(log_loss, greater_is_better=False, response_method="predict_proba")
-    loss = get(name, **params)
-
-    def score(y_true, y_pred, sample_weight=None):
-        y = np.asarray(y_true)
-        if not hasattr(loss, "spec") or loss.spec.y_domain in ("binary", "signed_binary"):
-            y = _encoded(y)[1]                    # class labels as 0..K-1
-        return loss(y, y_pred, sample_weight=sample_weight)
-
-    score.__name__ = name
-    return make_scorer(score, greater_is_better=False,
+    return make_scorer(_LossScore(get(name, **params)), greater_is_better=False,
                        response_method=_RESPONSE.get(name, "predict"))
+
+
+class _LossScore:
+    """The score function of ``scorer``: the mean loss, class labels encoded as 0..K-1 for
+    the label losses.  A class rather than a closure, so fitted searches pickle."""
+
+    def __init__(self, loss):
+        self.loss = loss
+        self.__name__ = loss.name
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        y = np.asarray(y_true)
+        if not hasattr(self.loss, "spec") or self.loss.spec.y_domain in ("binary",
+                                                                         "signed_binary"):
+            y = _encoded(y)[1]
+        return self.loss(y, y_pred, sample_weight=sample_weight)

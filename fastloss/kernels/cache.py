@@ -51,6 +51,15 @@ class KernelCache(FunctionCache):
             source_stamp=stamp,
         )
 
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except ImportError:
+            # The entry's environment names the module of a function it was compiled
+            # from, which this process cannot import: a custom loss whose functions
+            # cloudpickle copied here by value.  Compile instead.
+            return None
+
     def _index_key(self, sig, codegen):
         code = hashlib.sha256(self._py_func.__code__.co_code).hexdigest()
         return (sig, codegen.magic_tuple(), (code, self._tag, source_digest()))
