@@ -431,6 +431,12 @@ class LinearCrossEntropy:
         """(value, (grad_hidden, grad_weight, grad_bias)); grad_bias is None without a bias."""
         return self._run(y_true, hidden, weight, bias, sample_weight, reduction, backend, True)
 
+    def grad(self, y_true, hidden, weight, bias=None, *, sample_weight=None, reduction="mean",
+             backend=None):
+        """(grad_hidden, grad_weight, grad_bias) of the reduced loss, as ``value_and_grad``."""
+        return self.value_and_grad(y_true, hidden, weight, bias, sample_weight=sample_weight,
+                                   reduction=reduction, backend=backend)[1]
+
     def _run(self, y_true, hidden, weight, bias, sample_weight, reduction, backend, want_grad):
         v.check_reduction(reduction)
         name = _backend_name(backend, y_true, hidden, weight, bias, sample_weight)
