@@ -68,6 +68,9 @@ class LossSpec:
     example_y_domain: str = ""
     # Made by fastloss.custom_loss from a user's function (no peer, no textbook reference).
     custom: bool = False
+    # A function of y_pred - y_true alone, so d l / d y_true = -d l / d y_pred: the gradient
+    # the PyTorch adapters give a target that requires one.
+    difference: bool = False
     # Its value and gradient are computed in float32 for float32 data by the CPU backend
     # (the value also by the CUDA one): a few ulp of float32, within the float32 accuracy
     # contract, twice the vector lanes of float64.  Set for the losses whose scalar value
@@ -212,6 +215,7 @@ register(LossSpec(
     float32_value=True,
     float32_in_one_pass=True,
     float32_sum_width_kinds=("reduce_value",),
+    difference=True,
 ))
 register(LossSpec(
     name="mae",
@@ -222,6 +226,7 @@ register(LossSpec(
     float32_value=True,
     float32_in_one_pass=True,
     float32_sum_width_kinds=("reduce_value",),
+    difference=True,
 ))
 register(LossSpec(
     name="huber",
@@ -233,6 +238,7 @@ register(LossSpec(
     test_params=({"delta": 0.3},),
     float32_value=True,
     float32_in_one_pass=True,
+    difference=True,
 ))
 register(LossSpec(
     name="smooth_l1",
@@ -244,6 +250,7 @@ register(LossSpec(
     test_params=({"beta": 0.25}, {"beta": 0.0}),
     float32_value=True,
     float32_in_one_pass=True,
+    difference=True,
 ))
 register(LossSpec(
     name="log_cosh",
@@ -253,6 +260,7 @@ register(LossSpec(
     reference="tf.keras.losses.log_cosh; optax.log_cosh.",
     float32_value=True,
     float32_interleave=4,
+    difference=True,
 ))
 register(LossSpec(
     name="pinball",
@@ -265,6 +273,7 @@ register(LossSpec(
     test_params=({"quantile": 0.9},),
     float32_value=True,
     float32_in_one_pass=True,
+    difference=True,
 ))
 register(LossSpec(
     name="poisson_nll",

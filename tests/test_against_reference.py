@@ -147,6 +147,16 @@ def test_grad_is_derivative_of_value(name, params, rng):
     assert_fd_close(loss.grad(y, p, reduction="none"), fd)
 
 
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items() if s.difference])
+def test_difference_losses_derivative_in_y_true_is_minus_the_gradient(name, rng):
+    """LossSpec.difference (a function of y_pred - y_true alone) is what lets the PyTorch
+    adapters give a target its gradient: check it on the NumPy reference's values."""
+    y, p = sample(name, 400, rng)
+    value = lambda p, y: fl.get(name)(y, p, reduction="none", backend="numpy")  # noqa: E731
+    fd_y = _central_difference(value, name, p, y)
+    assert_fd_close(-fl.get(name).grad(y, p, reduction="none", backend="numpy"), fd_y)
+
+
 @loss_case
 def test_hess_is_derivative_of_grad(name, params, rng):
     y, p = sample(name, 400, rng)

@@ -105,6 +105,85 @@ def test_torch_float32_sample_weights_and_errors(rng):
         ft.FastMSELoss()(torch.zeros(3), torch.zeros(4))
 
 
+@pytest.mark.parametrize("fast,fast_kwargs,ref,ref_kwargs,kind", torch_cases,
+                         ids=[c[0] for c in torch_cases])
+def test_torch_target_that_requires_grad(fast, fast_kwargs, ref, ref_kwargs, kind, rng):
+    """A target that requires grad (one network's output against another's) gets PyTorch's
+    gradient where the loss is a function of input - target; elsewhere a ValueError, where
+    the gradient used to be dropped silently."""
+    torch = pytest.importorskip("torch")
+    ft = pytest.importorskip("fastloss.integrations.torch")
+    x, target = _torch_inputs(torch, kind, rng, torch.float64)
+    if not target.is_floating_point():
+        return                                              # labels take no gradient
+    module = getattr(ft, fast)(**_module_kwargs(torch, fast_kwargs, torch.float64))
+    reference = getattr(torch.nn, ref)(**_module_kwargs(torch, ref_kwargs, torch.float64))
+    ta, tb = target.clone().requires_grad_(True), target.clone().requires_grad_(True)
+    if not module.loss.spec.difference:
+        with pytest.raises(ValueError, match="target requires grad"):
+            module(x, ta)
+        return
+    (module(x, ta) * 1.5).backward()
+    (reference(x, tb) * 1.5).backward()
+    np.testing.assert_allclose(ta.grad.numpy(), tb.grad.numpy(), rtol=1e-10, atol=1e-14)
+    assert torch.autograd.gradcheck(lambda u, v: module(u, v), (x.clone().requires_grad_(),
+                                                                 target.clone().requires_grad_()))
+
+
+def test_torch_bfloat16_and_scalar_pos_weight(rng):
+    torch = pytest.importorskip("torch")
+    ft = pytest.importorskip("fastloss.integrations.torch")
+    x64 = torch.tensor(rng.standard_normal(500))
+    t64 = torch.tensor(rng.standard_normal(500))
+    x = x64.to(torch.bfloat16).requires_grad_(True)
+    value = ft.FastSmoothL1Loss(beta=0.5)(x, t64.to(torch.bfloat16))
+    value.backward()
+    assert value.dtype == x.grad.dtype == torch.bfloat16
+    # computed from float32 copies: equal to the float32 result, rounded to bfloat16
+    x32 = x.detach().float().requires_grad_(True)
+    expected = ft.FastSmoothL1Loss(beta=0.5)(x32, t64.to(torch.bfloat16).float())
+    expected.backward()
+    assert value.item() == expected.to(torch.bfloat16).item()
+    assert torch.equal(x.grad, x32.grad.to(torch.bfloat16))
+    with pytest.raises(ValueError, match="pos_weight must be one number"):
+        ft.FastBCEWithLogitsLoss(pos_weight=torch.ones(3))
+
+
+@pytest.mark.parametrize("fast,ref,targets", [
+    ("FastCrossEntropyLoss", "CrossEntropyLoss", "labels"),
+    ("FastCrossEntropyLoss", "CrossEntropyLoss", "probabilities"),
+    ("FastNLLLoss", "NLLLoss", "labels"),
+    ("FastMultiMarginLoss", "MultiMarginLoss", "labels")])
+@pytest.mark.parametrize("shape", [(4,), (3, 4, 5), (2, 4, 3, 2)], ids=["C", "NCd", "NCdd"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_torch_row_losses_take_pytorchs_other_shapes(fast, ref, targets, shape, reduction, rng):
+    """(C,) scores with one label, and (N, C, d1, ...) as for segmentation, as PyTorch takes them."""
+    torch = pytest.importorskip("torch")
+    ft = pytest.importorskip("fastloss.integrations.torch")
+    x = torch.tensor(rng.standard_normal(shape))
+    C = shape[0] if len(shape) == 1 else shape[1]
+    rows = shape[:1] + shape[2:] if len(shape) > 1 else ()
+    if targets == "labels":
+        target = torch.tensor(rng.integers(0, C, rows))
+    else:
+        target = torch.softmax(torch.tensor(rng.standard_normal(shape)), dim=0 if len(shape) == 1
+                               else 1)
+    weight = torch.tensor(rng.uniform(0.5, 2.0, C))
+    module = getattr(ft, fast)(weight=weight, reduction=reduction)
+    reference = getattr(torch.nn, ref)(weight=weight, reduction=reduction)
+    if fast == "FastMultiMarginLoss" and len(shape) > 2:
+        with pytest.raises(ValueError, match=r"\(N, C\)"):
+            module(x, target)
+        return
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = module(xa, target), reference(xb, target)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-12)
+    (a.sum() * 0.7).backward()
+    (b.sum() * 0.7).backward()
+    np.testing.assert_allclose(xa.grad.numpy(), xb.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
 def test_torch_training_converges_exactly_as_with_torch_losses(rng):
     torch = pytest.importorskip("torch")
     ft = pytest.importorskip("fastloss.integrations.torch")

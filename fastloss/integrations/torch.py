@@ -21,7 +21,11 @@ __all__ = ["loss_function", "FastLoss", "FastMSELoss", "FastL1Loss", "FastHuberL
 
 
 def _numpy(t, name):
-    """A CPU tensor's memory as a NumPy array; a CUDA tensor as itself (the cuda backend's input)."""
+    """A CPU tensor's memory as a NumPy array; a CUDA tensor as itself (the cuda backend's input).
+
+    bfloat16, which neither NumPy nor Numba has, as a float32 copy."""
+    if t.dtype == torch.bfloat16:
+        t = t.float()
     if t.device.type == "cuda":
         return t.detach()
     if t.device.type != "cpu":
@@ -39,9 +43,14 @@ class _LossFunction(torch.autograd.Function):
         x = _numpy(input, "input")
         y = _numpy(target, "target")
         w = None if weight is None else _numpy(weight, "weight")
+        ctx.target_grad = ctx.needs_input_grad[1]
+        if ctx.target_grad and not getattr(getattr(loss, "spec", None), "difference", False):
+            raise ValueError(f"target requires grad, but fastloss differentiates {loss.name} in "
+                             "input only; detach the target, or use PyTorch's loss for both")
         value, grad = loss.value_and_grad(y, x, sample_weight=w, reduction=reduction)
         ctx.save_for_backward(_tensor(grad))
         ctx.scalar = reduction != "none"
+        ctx.dtypes = input.dtype, target.dtype
         return torch.as_tensor(value, dtype=input.dtype, device=input.device)
 
     @staticmethod
@@ -53,7 +62,9 @@ class _LossFunction(torch.autograd.Function):
         else:
             shape = grad_output.shape + (1,) * (grad.dim() - grad_output.dim())
             grad = grad * grad_output.reshape(shape)
-        return grad, None, None, None, None
+        # a loss of input - target alone: d/d target = -d/d input
+        grad_target = -grad.to(ctx.dtypes[1]) if ctx.target_grad else None
+        return grad.to(ctx.dtypes[0]), grad_target, None, None, None
 
 
 def loss_function(input, target, loss, *, weight=None, reduction="mean"):
@@ -123,7 +134,11 @@ class FastBCEWithLogitsLoss(FastLoss):
 
     def __init__(self, reduction="mean", pos_weight=None):
         if pos_weight is not None:
-            pos_weight = float(torch.as_tensor(pos_weight).reshape(()))
+            pos_weight = torch.as_tensor(pos_weight)
+            if pos_weight.numel() != 1:
+                raise ValueError(f"pos_weight must be one number here (fastloss has no per-class "
+                                 f"pos_weight), got shape {tuple(pos_weight.shape)}")
+            pos_weight = float(pos_weight.reshape(()))
         super().__init__("binary_cross_entropy_with_logits", reduction, pos_weight=pos_weight)
 
 
@@ -144,8 +159,22 @@ class FastPoissonNLLLoss(FastLoss):
 
 
 class _RowLoss(torch.nn.Module):
+    # whether (N, C, d1, ...) input is taken, as (N d1 ..., C) rows (PyTorch's CrossEntropyLoss
+    # and NLLLoss; MultiMarginLoss takes (N, C) and (C,) only)
+    spatial = True
+
     def forward(self, input, target):
-        return loss_function(input, target, self.loss, reduction=self.reduction)
+        shape = input.shape[:1] + input.shape[2:]
+        if input.dim() == 1:                       # one row of C scores
+            input, shape = input.unsqueeze(0), ()
+            target = target.reshape(1) if target.dim() == 0 else target.unsqueeze(0)
+        elif input.dim() > 2 and self.spatial:     # the class axis last, then rows
+            C = input.shape[1]
+            input = input.movedim(1, -1).reshape(-1, C)
+            target = (target.movedim(1, -1).reshape(-1, C) if target.dim() == len(shape) + 1
+                      else target.reshape(-1))
+        value = loss_function(input, target, self.loss, reduction=self.reduction)
+        return value.reshape(shape) if self.reduction == "none" else value
 
     def extra_repr(self):
         return f"{self.loss!r}, reduction={self.reduction!r}"
@@ -172,6 +201,8 @@ class FastNLLLoss(_RowLoss):
 
 class FastMultiMarginLoss(_RowLoss):
     """nn.MultiMarginLoss (p in {1, 2})."""
+
+    spatial = False
 
     def __init__(self, p=1, margin=1.0, weight=None, reduction="mean"):
         super().__init__()
