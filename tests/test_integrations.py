@@ -363,3 +363,47 @@ def test_sklearn_scorers_agree_with_sklearn(rng):
                                                    scoring=fsk.scorer(name)),
                                    cross_val_score(Ridge(), X, target, cv=3, scoring=sk),
                                    rtol=1e-12)
+
+
+def test_sklearn_scorers_number_classes_by_the_estimators_classes(rng):
+    """A fold that lacks a class, or holds one class only, is scored against the estimator's
+    score columns (the labels used to be numbered by the fold's own classes: a hinge scorer on a
+    fold of positives read them as negatives, -5.45 for -0.06)."""
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression, PoissonRegressor
+    from sklearn.metrics import log_loss
+    fsk = pytest.importorskip("fastloss.integrations.sklearn")
+    X, y = _binary_data(rng)
+    names = np.array(["no", "yes"])[y.astype(int)]
+    clf = LogisticRegression().fit(X, names)
+    positives = names == "yes"
+    Xp = X[positives]
+    margins = clf.decision_function(Xp)
+    ones = np.ones(positives.sum())
+    for name in ("hinge", "squared_hinge", "binary_cross_entropy_with_logits", "sigmoid_focal"):
+        assert fsk.scorer(name)(clf, Xp, names[positives]) == -fl.get(name)(ones, margins)
+    assert fsk.scorer("binary_cross_entropy")(clf, Xp, names[positives]) == pytest.approx(
+        log_loss(names[positives], clf.predict_proba(Xp), labels=clf.classes_) * -1, rel=1e-12)
+    assert fsk.scorer("log_loss")(clf, Xp, names[positives]) == pytest.approx(
+        -log_loss(names[positives], clf.predict_proba(Xp), labels=clf.classes_), rel=1e-12)
+    with pytest.raises(ValueError, match="not fitted on"):
+        fsk.scorer("hinge")(clf, X[:3], ["no", "maybe", "yes"])
+
+    labels = np.argmax(X[:, :3] + 0.5 * rng.standard_normal((y.size, 3)), axis=1)
+    clf3 = LogisticRegression().fit(X, labels)
+    fold = labels != 1
+    for name in ("cross_entropy", "multi_margin", "softmax_focal"):
+        assert fsk.scorer(name)(clf3, X[fold], labels[fold]) == -fl.get(name)(
+            labels[fold], clf3.decision_function(X[fold]))
+    expected = -log_loss(labels[fold], clf3.predict_proba(X[fold]), labels=clf3.classes_)
+    assert fsk.scorer("log_loss")(clf3, X[fold], labels[fold]) == pytest.approx(expected,
+                                                                                rel=1e-12)
+    assert fsk.scorer("nll")(clf3, X[fold], labels[fold]) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="3 columns"):
+        fsk.log_loss(labels[fold], clf3.predict_proba(X[fold]))       # no labels= given
+
+    counts = rng.poisson(np.exp(0.4 * X[:, 0]))
+    model = PoissonRegressor().fit(X, counts)
+    rate = model.predict(X)
+    assert fsk.scorer("poisson_nll")(model, X, counts) == pytest.approx(
+        -np.mean(rate - counts * np.log(rate)), rel=1e-12)
