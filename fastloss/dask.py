@@ -33,16 +33,36 @@ def _aligned(loss_object, y_true, y_pred, sample_weight):
     if _is_row_loss(loss_object) and p.ndim == 2:
         p = p.rechunk({1: -1})
     y = da.asarray(y_true)
+    w = None if sample_weight is None else da.asarray(sample_weight)
+    if any(np.isnan(n) for a in (y, p, w) if a is not None for n in a.shape):
+        return _aligned_by_blocks(loss_object, y, p, w)
     if y.shape != p.shape and not (_is_row_loss(loss_object) and y.ndim == 1):
         raise ValueError(f"y_true and y_pred must have the same shape, got {y.shape} and {p.shape}")
     y = y.rechunk(p.chunks if y.ndim == p.ndim else p.chunks[:1])
-    w = None
-    if sample_weight is not None:
-        w = da.asarray(sample_weight)
+    if w is not None:
         if p.ndim == 0 or w.shape != p.shape[:1]:
             raise ValueError(f"sample_weight must have shape ({p.shape[0] if p.ndim else 1},) to "
                              f"match y_pred's first axis, got {w.shape}")
         w = w.rechunk(p.chunks[:1])
+    return y, p, w
+
+
+def _aligned_by_blocks(loss_object, y, p, w):
+    """Arrays of unknown chunk sizes (NaN, as boolean indexing leaves them) cannot be
+    rechunked: they are taken block by block where their blocks correspond, and each block's
+    shapes are checked when it is computed."""
+    row_labels = _is_row_loss(loss_object) and y.ndim == 1
+    if _is_row_loss(loss_object) and y.ndim == 2:
+        y = y.rechunk({1: -1})                       # probabilities: whole rows, as y_pred
+    blocks = [(y, p.numblocks[:1] if row_labels else p.numblocks)]
+    if w is not None:
+        blocks.append((w, p.numblocks[:1]))
+    if (y.ndim != p.ndim and not row_labels) or any(a.numblocks != n for a, n in blocks):
+        raise ValueError(f"y_true, y_pred and sample_weight have unknown chunk sizes (NaN, as "
+                         f"after boolean indexing) and blocks that do not correspond "
+                         f"({y.numblocks}, {p.numblocks}"
+                         f"{'' if w is None else f', {w.numblocks}'}); call "
+                         f".compute_chunk_sizes() on them first")
     return y, p, w
 
 
@@ -103,16 +123,16 @@ def loss(name, y_true, y_pred, *, sample_weight=None, reduction="mean", split_ev
 value = loss
 
 
-def _indices(loss_object, p):
+def _indices(loss_object, y, p):
     """Blockwise indices of (y_true, y_pred, sample_weight): rows are "i"."""
     full = "ijklmnopq"[:p.ndim]
     if _is_row_loss(loss_object):
-        return "i", "ij", "i"
+        return "i" if y.ndim == 1 else "ij", "ij", "i"      # labels, or probabilities
     return full, full, full[:1]
 
 
 def _blockwise(fn, out_index, loss_object, y, p, w, dtype, *extra, **kwargs):
-    yi, pi, wi = _indices(loss_object, p)
+    yi, pi, wi = _indices(loss_object, y, p)
     args = [y, yi, p, pi, *extra]
     if w is not None:
         args += [w, wi]
@@ -127,7 +147,7 @@ def _none(name, y_true, y_pred, sample_weight, params):
     loss_object = get(name, **params)
     y, p, w = _aligned(loss_object, y_true, y_pred, sample_weight)
     dtype = p.dtype if p.dtype.kind == "f" else np.dtype(np.float64)
-    out_index = "i" if _is_row_loss(loss_object) else _indices(loss_object, p)[1]
+    out_index = "i" if _is_row_loss(loss_object) else _indices(loss_object, y, p)[1]
     return _blockwise(_none_block, out_index, loss_object, y, p, w, dtype, loss_name=name,
                       params=params)
 
@@ -176,7 +196,7 @@ def grad(name, y_true, y_pred, *, sample_weight=None, reduction="mean", split_ev
     scale = dask.delayed(_inverse, pure=True)(denom) if not isinstance(denom, float) \
         else _inverse(denom)
     dtype = p.dtype if p.dtype.kind == "f" else np.dtype(np.float64)
-    return _blockwise(_grad_block, _indices(loss_object, p)[1], loss_object, y, p, w, dtype,
+    return _blockwise(_grad_block, _indices(loss_object, y, p)[1], loss_object, y, p, w, dtype,
                       scale, None, loss_name=name, params=params)
 
 

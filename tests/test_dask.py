@@ -66,6 +66,55 @@ def test_row_losses(name, params, rng):
                  loss(y, x, reduction="none"), x.dtype)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_cross_entropy_with_probability_targets(label_smoothing, rng):
+    """(N, C) targets, chunked along C unlike the logits (grad failed to build its graph)."""
+    N, C = 900, 5
+    x = rng.standard_normal((N, C))
+    t = rng.dirichlet(np.ones(C), N)
+    w = weights(N, rng)
+    T, X, W = (da.from_array(t, chunks=(200, 2)), da.from_array(x, chunks=(350, 3)),
+               da.from_array(w, chunks=300))
+    loss = fl.get("cross_entropy", label_smoothing=label_smoothing)
+    rel_close(fd.loss("cross_entropy", T, X, sample_weight=W,
+                      label_smoothing=label_smoothing).compute(), loss(t, x, sample_weight=w))
+    g = fd.grad("cross_entropy", T, X, sample_weight=W, label_smoothing=label_smoothing)
+    assert_close(g.compute(), loss.grad(t, x, sample_weight=w), x.dtype)
+    assert_close(fd.loss("cross_entropy", T, X, reduction="none",
+                         label_smoothing=label_smoothing).compute(),
+                 loss(t, x, reduction="none"), x.dtype)
+
+
+def test_unknown_chunk_sizes_after_boolean_indexing(rng):
+    """Arrays filtered by a mask have NaN chunk sizes: taken block by block (their shapes
+    used to be compared as NaN != NaN, a ValueError that named no cause)."""
+    y, p = sample("huber", 3000, rng)
+    w = weights(3000, rng)
+    keep = p > -0.5
+    Y, P, W, K = (da.from_array(a, chunks=700) for a in (y, p, w, keep))
+    loss = fl.get("huber")
+    value = fd.loss("huber", Y[K], P[K], sample_weight=W[K])
+    rel_close(value.compute(), loss(y[keep], p[keep], sample_weight=w[keep]))
+    assert_close(fd.grad("huber", Y[K], P[K], sample_weight=W[K]).compute(),
+                 loss.grad(y[keep], p[keep], sample_weight=w[keep]), p.dtype)
+    assert_close(fd.loss("huber", Y[K], P[K], reduction="none").compute(),
+                 loss(y[keep], p[keep], reduction="none"), p.dtype)
+    x = rng.standard_normal((3000, 4))
+    t = rng.dirichlet(np.ones(4), 3000)
+    labels = rng.integers(0, 4, 3000)
+    X, T, L = (da.from_array(x, chunks=(700, 2)), da.from_array(t, chunks=(700, 4)),
+               da.from_array(labels, chunks=700))
+    ce = fl.get("cross_entropy")
+    for target, target_kept in ((L[K], labels[keep]), (T[K], t[keep])):
+        rel_close(fd.loss("cross_entropy", target, X[K]).compute(), ce(target_kept, x[keep]))
+        assert_close(fd.grad("cross_entropy", target, X[K]).compute(),
+                     ce.grad(target_kept, x[keep]), x.dtype)
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        fd.loss("huber", Y[K], da.from_array(p, chunks=500)[K])
+    with pytest.raises(ValueError, match="same shape"):     # blocks that correspond, rows not
+        fd.loss("huber", Y[K], P[~K]).compute()
+
+
 def test_float32_chunks_and_a_deep_tree(rng):
     y, p = sample("log_cosh", 100_000, rng, dtype=np.float32)
     Y, P = da.from_array(y, chunks=1000), da.from_array(p, chunks=1000)
