@@ -298,16 +298,27 @@ def compile_kernels(args):
     return 0
 
 
+def _count(text):
+    """An argparse type: a whole number >= 1, also written as 1e7 or 10_000_000."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value.is_integer() or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return int(value)
+
+
 def main(argv=None):
     parser = _Parser(prog="fastloss", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="benchmark fastloss against NumPy, PyTorch and scikit-learn")
     b.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
-    b.add_argument("--n", type=int, help="elements per array (default 1e7)")
+    b.add_argument("--n", type=_count, help="elements per array (default 1e7)")
     b.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     b.add_argument("--losses", help="comma-separated loss names (default: all)")
-    b.add_argument("--threads", type=int, help="threads for fastloss and PyTorch")
+    b.add_argument("--threads", type=_count, help="threads for fastloss and PyTorch")
     b.add_argument("--no-peers", action="store_true", help="skip PyTorch and scikit-learn")
     b.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     b.add_argument("--gpu", action="store_true",
@@ -334,8 +345,8 @@ def main(argv=None):
     sc.add_argument("--param", action="append", metavar="NAME=VALUE",
                     help="a loss parameter (repeatable), e.g. --param delta=2.0")
     sc.add_argument("--reduction", choices=["mean", "sum", "batchmean"], default="mean")
-    sc.add_argument("--chunk-rows", type=int, help="rows per chunk (default: about 32 MiB)")
-    sc.add_argument("--threads", type=int, help="threads for the kernels")
+    sc.add_argument("--chunk-rows", type=_count, help="rows per chunk (default: about 32 MiB)")
+    sc.add_argument("--threads", type=_count, help="threads for the kernels")
     sc.add_argument("--json", action="store_true",
                     help="print one JSON object: value, count, weight_sum, seconds, throughput")
     sc.add_argument("--quiet", action="store_true", help="no progress bar or summary line")
@@ -349,7 +360,7 @@ def main(argv=None):
     c.add_argument("--dtype", choices=["float32", "float64", "both"], default="both")
     c.add_argument("--weighted", action="store_true",
                    help="also the kernels of calls with sample_weight")
-    c.add_argument("--workers", type=int, help="worker processes (default: one per core)")
+    c.add_argument("--workers", type=_count, help="worker processes (default: one per core)")
     c.set_defaults(func=compile_kernels)
     args = parser.parse_args(argv)
     return args.func(args)

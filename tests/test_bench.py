@@ -65,3 +65,22 @@ def test_the_custom_losses_compared_compute_what_their_built_ins_do(rng):
         np.testing.assert_allclose(a(y, p), b(y, p), rtol=1e-12)
         np.testing.assert_allclose(a.value_and_grad(y, p)[1], b.value_and_grad(y, p)[1],
                                    rtol=1e-12)
+
+
+@pytest.mark.parametrize("argv", [["bench", "--n", "0"], ["bench", "--n", "-5"],
+                                  ["bench", "--threads", "0"], ["bench", "--n", "2.5"],
+                                  ["score", "mse", "--y-true", "a.npy", "--y-pred", "b.npy",
+                                   "--threads", "0"],
+                                  ["compile", "--workers", "0"]])
+def test_counts_below_one_are_refused_not_ignored(argv, capsys):
+    """--n 0 and --threads 0 used to be read as 'not given' (falsy) and --n -5 to crash."""
+    from fastloss.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "must be a whole number >= 1" in capsys.readouterr().err
+
+
+def test_counts_may_be_written_as_floats_or_with_underscores():
+    from fastloss.cli import _count
+    assert (_count("1e7"), _count("10_000_000"), _count("12")) == (10_000_000, 10_000_000, 12)
