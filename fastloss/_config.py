@@ -1,6 +1,7 @@
 """Which backend runs a call, and how many threads the CPU kernels use."""
 import contextlib
 import contextvars
+import numbers
 import os
 
 BACKENDS = ("auto", "numpy", "cpu", "cuda")
@@ -60,11 +61,11 @@ def set_num_threads(n):
         _num_threads = None
         return
     import numba
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):     # NumPy's ints too
         raise TypeError(f"n must be an int, got {n!r}")
     if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"n must be between 1 and {numba.config.NUMBA_NUM_THREADS}, got {n}")
-    _num_threads = n
+    _num_threads = int(n)
 
 
 def get_num_threads():

@@ -218,7 +218,7 @@ class CrossEntropy:
                 bad = np.flatnonzero(((labels < 0) | (labels >= C)) & (labels != ignore))
                 if bad.size:
                     i = int(bad[0])
-                    raise label_error(self.owner, C, ignore, i, labels[i])
+                    raise label_error(self.owner, C, ignore, i, y[i])     # as given
         else:
             targets = np.ascontiguousarray(y, dtype=v._float_kind(y.dtype))
         if w is not None:

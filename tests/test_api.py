@@ -118,6 +118,10 @@ def test_set_num_threads_validates():
         fl.set_num_threads(0)
     with pytest.raises(TypeError):
         fl.set_num_threads(1.5)
+    with pytest.raises(TypeError):
+        fl.set_num_threads(True)
+    fl.set_num_threads(np.int64(1))                  # NumPy's integers are ints here
+    assert fl.get_num_threads() == 1 and type(fl.get_num_threads()) is int
     fl.set_num_threads(1)
     assert fl.get_num_threads() == 1
 

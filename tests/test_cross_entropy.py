@@ -139,6 +139,8 @@ def test_bad_labels_are_rejected_before_any_indexing():
         fl.cross_entropy(np.array([0, 1, 3, -100]), x)
     with pytest.raises(ValueError, match=r"row 0 has -1"):
         fl.cross_entropy(np.array([-1, 1, 2, 0]), x)
+    with pytest.raises(ValueError, match=r"row 1 has 9223372036854775808"):   # as given,
+        fl.cross_entropy(np.array([0, 2**63, 2, 0], dtype=np.uint64), x)   # not wrapped
     with pytest.raises(ValueError, match="y_true must be integer class labels"):
         fl.cross_entropy(np.array([0.0, 1.0, 2.0, 0.0]), x)
     with pytest.raises(ValueError, match="logits must have shape"):
