@@ -61,6 +61,9 @@ class CustomLoss:
                         reference=f"user-defined with fastloss.custom_loss; {how}", custom=True)
 
 
+_CALL_ARGUMENTS = ("y_true", "y_pred", "sample_weight", "reduction", "backend")
+
+
 def _keyword_parameters(fn):
     sig = inspect.signature(fn)
     ps = list(sig.parameters.values())
@@ -77,6 +80,9 @@ def _keyword_parameters(fn):
         if isinstance(p.default, bool) or not isinstance(p.default, (int, float)):
             raise TypeError(f"{fn.__name__}: parameter {p.name!r} must default to a number, "
                             f"got {p.default!r}")
+        if p.name in _CALL_ARGUMENTS:
+            raise TypeError(f"{fn.__name__}: parameter {p.name!r} is an argument of every loss "
+                            f"function ({', '.join(_CALL_ARGUMENTS)}); choose another name")
         names.append(p.name)
         defaults.append(float(p.default))
     from .kernels.user import MAX_PARAMS
@@ -260,7 +266,8 @@ def custom_loss(fn=None, *, grad=None, hess=None, name=None, y_domain="real", p_
     if not name.isidentifier():
         raise ValueError(f"custom_loss: name must be an identifier, got {name!r}")
     existing = _CUSTOM.get(name)
-    if name in REGISTRY and existing is None:
+    from .multiclass import LOSSES as ROW_LOSSES
+    if (name in REGISTRY or name in ROW_LOSSES) and existing is None:
         raise ValueError(f"custom_loss: {name!r} is a built-in loss; choose another name")
     custom = CustomLoss(fn, grad, hess, name, y_domain, p_domain)
     if existing is None or existing.digest != custom.digest:

@@ -170,6 +170,8 @@ def test_numba_compile_errors_are_type_errors():
     (lambda y, p, tau=1.0: y, "keyword-only"),
     (eval("lambda y, p, *, tau: y"), "keyword-only with a default"),
     (eval("lambda y, p, *, tau='x': y"), "number"),
+    (eval("lambda y, p, *, reduction=1.0: y"), "argument of every loss function"),
+    (eval("lambda y, p, *, backend=1.0: y"), "argument of every loss function"),
 ])
 def test_bad_signatures(bad, match):
     with pytest.raises(TypeError, match=match):
@@ -179,6 +181,10 @@ def test_bad_signatures(bad, match):
 def test_names_and_domains():
     with pytest.raises(ValueError, match="built-in"):
         fl.custom_loss(lambda y, p: p, name="mse")
+    for row_loss in ("cross_entropy", "nll", "linear_cross_entropy"):   # registered apart
+        with pytest.raises(ValueError, match="built-in"):
+            fl.custom_loss(lambda y, p: p, name=row_loss)
+        assert row_loss not in fl.REGISTRY
     with pytest.raises(ValueError, match="y_domain"):
         fl.custom_loss(lambda y, p: p, name="odd", y_domain="positive")
     with pytest.raises(TypeError, match="Python function"):
