@@ -307,3 +307,13 @@ def test_losses_closing_over_different_values_are_different_losses():
     assert defined_with(2.0)(y, p) == 2.0
     assert defined_with(3.0)(y, p) == 3.0
     assert fl.get("closure_scaled").grad(y, p, reduction="sum")[0] == 6.0
+
+
+def test_defining_a_loss_whose_probe_point_is_outside_its_domain_warns_nothing():
+    """custom_loss runs the function once on a jet at (0.5, 0.25) to check that jets can
+    take it; sqrt(p - y) is NaN there, which used to warn at definition."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        f = fl.custom_loss(lambda y, p: math.sqrt(p - y), name="root_gap")
+    assert f(np.zeros(3), np.full(3, 4.0)) == 2.0
