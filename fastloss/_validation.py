@@ -19,8 +19,11 @@ def check_reduction(reduction, extra=()):
 
 
 def _as_array(x, name):
-    if isinstance(x, np.ndarray):
+    if type(x) is np.ndarray:
         a = x
+    elif isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, whose mask fastloss would not apply: pass "
+                        f"its unmasked elements (.compressed(), or y[~mask]) or .filled(value)")
     else:
         if hasattr(x, "__cuda_array_interface__"):
             raise TypeError(f"{name} is a CUDA array; use backend=\"cuda\" (or \"auto\") to compute "

@@ -203,6 +203,20 @@ def test_lists_scalars_and_integer_inputs():
     assert fl.hinge(np.array([True, False]), np.array([0.5, 0.5])) == pytest.approx((0.5 + 1.5) / 2)
 
 
+def test_masked_arrays_are_refused_and_other_subclasses_read_as_arrays(tmp_path):
+    """A masked array reached the kernels as a subclass Numba does not take (a NumbaTypeError
+    naming no argument); reading it as a plain array would ignore its mask."""
+    y, p = np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.5, 1.0])
+    with pytest.raises(TypeError, match="y_true is a masked array"):
+        fl.mse(np.ma.masked_array(y, mask=[0, 1, 0]), p)
+    with pytest.raises(TypeError, match="logits is a masked array"):
+        fl.cross_entropy([0, 1], np.ma.masked_array(np.zeros((2, 3))))
+    mapped = np.lib.format.open_memmap(tmp_path / "p.npy", mode="w+", dtype=p.dtype, shape=p.shape)
+    mapped[:] = p
+    assert fl.mse(y, mapped) == fl.mse(y, p)
+    assert fl.mse(np.matrix(y), np.matrix(p)) == fl.mse(y, p)
+
+
 @pytest.mark.parametrize("dtype,expected", [(np.float16, np.float16), (np.float32, np.float32),
                                             (np.float64, np.float64), (np.int32, np.float64),
                                             (np.bool_, np.float64)])
