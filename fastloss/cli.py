@@ -334,8 +334,9 @@ def main(argv=None):
     sc = sub.add_parser(
         "score", help="compute a loss over files larger than memory",
         description="Stream y_true and y_pred (and sample weights) from files in chunks and "
-                    "print the loss. FILE is .npy (memory-mapped), .npz, .parquet or .csv; "
-                    "FILE:NAME picks a column or npz member. A progress bar shows on a "
+                    "print the loss. FILE is .npy (memory-mapped), .npz, .parquet or .csv, or a "
+                    "directory or quoted glob of such files (read in path order as one "
+                    "column); FILE:NAME picks a column or npz member. A progress bar shows on a "
                     "terminal when tqdm is installed.")
     sc.add_argument("loss", help="loss name, e.g. mse or cross_entropy; several as mse,mae,huber "
                                  "(one read of the files)")

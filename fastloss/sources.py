@@ -1,6 +1,9 @@
 """One column of numbers from a file, read in chunks of rows with bounded memory.
 
-A source is named ``FILE`` or ``FILE:column``:
+A source is named ``FILE`` or ``FILE:column``; FILE may also be a directory
+(its data files, in subdirectories too, as Spark, Dask and Hive-partitioned
+datasets are written) or a glob (``scores/part-*.parquet``), whose files are
+read one after another in the order of their paths:
 
 * ``.npy``: memory-mapped; each chunk is a view of the mapping, whose pages
   are released after use, so resident memory stays one chunk.
@@ -13,6 +16,7 @@ A source is named ``FILE`` or ``FILE:column``:
 User mistakes (missing files, unknown columns, text where numbers belong,
 missing values) raise ``SourceError`` with a one-line message.
 """
+import glob
 import mmap
 import os
 import zipfile
@@ -43,12 +47,15 @@ def exact_chunks(batches, rows):
     for batch in batches:
         while len(batch):
             take = min(rows - have, len(batch))
-            pending.append(batch[:take])
+            piece, batch = batch[:take], batch[take:]
             have += take
-            batch = batch[take:]
             if have == rows:
-                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                yield np.concatenate(pending + [piece]) if pending else piece
                 pending, have = [], 0
+            else:
+                # a copy: kept past its batch's turn, when the batch's memory (a file
+                # mapping, closed at the end of its file) may be gone
+                pending.append(np.array(piece))
     if have:
         yield pending[0] if len(pending) == 1 else np.concatenate(pending)
 
@@ -250,13 +257,62 @@ READERS = {".npy": NpyColumn, ".npz": NpzColumn, ".parquet": ParquetColumn, ".pq
            ".csv": CsvColumn}
 
 
-def open_column(spec, label):
-    """The column named by ``spec`` (FILE or FILE:column); ``label`` names it in errors."""
-    path, column = _split_spec(spec)
-    if not os.path.isfile(path):
-        raise SourceError(f"{label}: no such file: {path}")
+class ManyFilesColumn:
+    """One column over several files (the parts of a directory, or a glob's matches), read
+    one after another in the order of their paths, as one column."""
+
+    def __init__(self, parts, label, where):
+        self.parts = parts
+        shapes = {part.row_shape for part in parts}
+        if len(shapes) > 1:
+            raise SourceError(f"{label}: the files of {where} have rows of different shapes "
+                              f"{sorted(shapes)}")
+        self.row_shape = shapes.pop()
+        self.dtype = np.result_type(*(part.dtype for part in parts))
+        rows = [part.rows for part in parts]
+        self.rows = None if None in rows else sum(rows)
+
+    def chunks(self, rows):
+        return exact_chunks((chunk for part in self.parts for chunk in part.chunks(rows)), rows)
+
+
+def _files_of(path, label):
+    """The data files of directory ``path`` (its subdirectories too, as partitioned datasets
+    are written; names starting with "_" or ".", such as Spark's _SUCCESS, skipped)."""
+    found = []
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+        found += [os.path.join(root, f) for f in sorted(files)
+                  if not f.startswith(("_", ".")) and os.path.splitext(f)[1].lower() in READERS]
+    if not found:
+        raise SourceError(f"{label}: {path} holds no {', '.join(READERS)} files")
+    return found
+
+
+def _reader(path, label):
     ext = os.path.splitext(path)[1].lower()
     if ext not in READERS:
         raise SourceError(f"{label}: {path}: unknown file type {ext or '(none)'}; "
                           f"expected one of {', '.join(READERS)}")
-    return READERS[ext](path, column, label)
+    return READERS[ext]
+
+
+def open_column(spec, label):
+    """The column named by ``spec`` (FILE, DIRECTORY or GLOB, then optionally :column);
+    ``label`` names it in errors.  A directory's or a glob's files are read in path order."""
+    path, column = _split_spec(spec)
+    if os.path.isfile(path):
+        return _reader(path, label)(path, column, label)
+    if os.path.isdir(path):
+        files = _files_of(path, label)
+    elif glob.has_magic(path):
+        files = sorted(f for f in glob.glob(path, recursive=True) if os.path.isfile(f))
+        if not files:
+            raise SourceError(f"{label}: no file matches {path}")
+    else:
+        raise SourceError(f"{label}: no such file: {path}")
+    types = {os.path.splitext(f)[1].lower() for f in files}
+    if len(types) > 1:
+        raise SourceError(f"{label}: {path} mixes file types {', '.join(sorted(types))}")
+    parts = [_reader(f, label)(f, column, label) for f in files]
+    return parts[0] if len(parts) == 1 else ManyFilesColumn(parts, label, path)

@@ -247,3 +247,49 @@ def _env():
     root = os.path.dirname(os.path.dirname(os.path.abspath(fl.__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+@pytest.mark.parametrize("chunk_rows", ["777", "5000"])
+def test_a_glob_of_npy_files_reads_as_one_column(tmp_path, capsys, rng, chunk_rows):
+    """Chunks that span files (this crashed the process: a partial chunk outlived its file's
+    memory mapping) and files of different dtypes, read in the order of their paths."""
+    y, p = sample("log_cosh", 4000, rng)
+    cuts = [0, 999, 1000, 2600, 4000]
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        np.save(tmp_path / f"y-{i}.npy", y[a:b])
+        np.save(tmp_path / f"p-{i}.npy", p[a:b].astype(np.float32 if i % 2 else np.float64))
+    expected = fl.log_cosh(y, np.concatenate([p[a:b].astype(np.float32 if i % 2 else np.float64)
+                                              for i, (a, b) in enumerate(zip(cuts, cuts[1:]))]))
+    code, out, err = run_cli(capsys, "log_cosh", "--y-true", str(tmp_path / "y-*.npy"),
+                             "--y-pred", str(tmp_path / "p-*.npy"), "--chunk-rows", chunk_rows,
+                             "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    rel_close(result["value"], expected)
+    assert result["count"] == 4000
+
+
+def test_a_partitioned_parquet_directory_reads_as_one_column(tmp_path, capsys, rng):
+    """As Spark and Dask write them: part files in key=value subdirectories, a _SUCCESS
+    marker beside them."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    y, p = sample("huber", 5000, rng)
+    w = weights(5000, rng)
+    cuts = [0, 1700, 1701, 5000]
+    for i, (a, b) in enumerate(zip(cuts, cuts[1:])):
+        folder = tmp_path / "scores" / f"day={i // 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"y": y[a:b], "p": p[a:b], "w": w[a:b]}),
+                       folder / f"part-{i:05d}.parquet")
+    (tmp_path / "scores" / "_SUCCESS").write_text("")
+    data = str(tmp_path / "scores")
+    code, out, err = run_cli(capsys, "huber", "--y-true", f"{data}:y", "--y-pred", f"{data}:p",
+                             "--sample-weight", f"{data}:w", "--chunk-rows", "999", "--json")
+    assert code == 0, err
+    rel_close(json.loads(out)["value"], fl.huber(y, p, sample_weight=w))
+    for args, message in ((["--y-true", str(tmp_path / "nothing-*.npy")], "no file matches"),
+                          (["--y-true", str(tmp_path / "empty")], "holds no")):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        code, out, err = run_cli(capsys, "huber", *args, "--y-pred", f"{data}:p")
+        assert code == 2 and message in err
