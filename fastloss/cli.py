@@ -252,8 +252,8 @@ def score(args):
               else repr(value))
         if not args.quiet:
             print(f"{result['count']:,} values, weight sum {result['weight_sum']:.6g}, "
-                  f"{result['seconds']:.2f} s ({result['throughput'] / 1e6:.0f} M values/s, "
-                  f"{result['bytes'] / result['seconds'] / 1e9:.2f} GB/s)", file=sys.stderr)
+                  f"{result['seconds']:.2f} s ({result['throughput'] / 1e6:.3g} M values/s, "
+                  f"{result['bytes'] / result['seconds'] / 1e9:.3g} GB/s)", file=sys.stderr)
     return 0
 
 
