@@ -228,16 +228,16 @@ def get(name, **params):
     """The loss ``name`` with the given parameters, as a ``Loss`` object."""
     if not isinstance(name, str):
         raise TypeError(f"loss name must be a string, got {name!r}")
-    from .multiclass import LOSSES as ROW_LOSSES
-    if name in ROW_LOSSES:
-        return ROW_LOSSES[name](**params)
-    if name not in REGISTRY:
+    spec = REGISTRY.get(name)
+    if spec is None:                       # the row losses are registered apart
+        from .multiclass import LOSSES as ROW_LOSSES
+        if name in ROW_LOSSES:
+            return ROW_LOSSES[name](**params)
         raise ValueError(f"unknown loss {name!r}; available: {', '.join(available())}")
     try:
         key = tuple(sorted(params.items()))
         hash(key)
     except TypeError:
-        spec = REGISTRY[name]
         return Loss(spec, spec.resolve_params(params))
     return _cached_loss(name, key)
 
