@@ -147,6 +147,9 @@ def test_torch_bfloat16_and_scalar_pos_weight(rng):
     assert torch.equal(x.grad, x32.grad.to(torch.bfloat16))
     with pytest.raises(ValueError, match="pos_weight must be one number"):
         ft.FastBCEWithLogitsLoss(pos_weight=torch.ones(3))
+    with pytest.raises(ValueError, match="weight requires grad"):     # not dropped silently
+        ft.FastMSELoss()(x64.clone().requires_grad_(), t64, torch.ones(500, dtype=torch.float64,
+                                                                       requires_grad=True))
 
 
 @pytest.mark.parametrize("fast,ref,targets", [

@@ -43,6 +43,9 @@ class _LossFunction(torch.autograd.Function):
         x = _numpy(input, "input")
         y = _numpy(target, "target")
         w = None if weight is None else _numpy(weight, "weight")
+        if ctx.needs_input_grad[2]:
+            raise ValueError("weight requires grad, but fastloss differentiates in input only; "
+                             "detach the weight")
         ctx.target_grad = ctx.needs_input_grad[1]
         if ctx.target_grad and not getattr(getattr(loss, "spec", None), "difference", False):
             raise ValueError(f"target requires grad, but fastloss differentiates {loss.name} in "
