@@ -239,12 +239,14 @@ class Accumulator:
         }
 
     @classmethod
-    def from_dict(cls, state):
-        """An accumulator with the state given by ``to_dict``."""
+    def from_dict(cls, state, losses=None):
+        """An accumulator with the state given by ``to_dict`` (its losses made by name,
+        unless given: the loss objects, as a pickle carries them)."""
         from .loss import get
         try:
-            losses = {label: get(entry["name"], **entry["params"])
-                      for label, entry in state["losses"].items()}
+            if losses is None:
+                losses = {label: get(entry["name"], **entry["params"])
+                          for label, entry in state["losses"].items()}
             acc = cls(losses, reduction=state["reduction"])
             acc.count = int(state["count"])
             acc._weights = CompensatedSum(*state["weight_sum"])
@@ -256,10 +258,11 @@ class Accumulator:
         return acc
 
     def __reduce__(self):
-        return _from_state, (self.to_dict(), self.backend)
+        # with the loss objects, whose pickles define custom losses where they arrive
+        return _from_state, (self.to_dict(), self.backend, self.losses)
 
 
-def _from_state(state, backend):
-    acc = Accumulator.from_dict(state)
+def _from_state(state, backend, losses=None):
+    acc = Accumulator.from_dict(state, losses)
     acc.backend = backend
     return acc

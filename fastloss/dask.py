@@ -75,8 +75,8 @@ def _blocks(y, p, w):
         yield yb, pd[index], None if wd is None else wd[index[:1]]
 
 
-def _chunk_state(name, params, reduction, y, p, w):
-    return Accumulator(name, reduction=reduction, **params).update(y, p, w)
+def _chunk_state(loss_object, reduction, y, p, w):
+    return Accumulator(loss_object, reduction=reduction).update(y, p, w)
 
 
 def _merge_states(*states):
@@ -97,12 +97,12 @@ def _tree(states, split_every):
     return states[0]
 
 
-def _state(name, params, y, p, w, reduction, split_every):
+def _state(loss_object, y, p, w, reduction, split_every):
     """The merged Accumulator state over aligned arrays, as a Delayed."""
     chunk = dask.delayed(_chunk_state, pure=True)
-    states = [chunk(name, params, reduction, yb, pb, wb) for yb, pb, wb in _blocks(y, p, w)]
+    states = [chunk(loss_object, reduction, yb, pb, wb) for yb, pb, wb in _blocks(y, p, w)]
     if not states:                                    # a 0-d input has one block
-        states = [dask.delayed(Accumulator(name, reduction=reduction, **params))]
+        states = [dask.delayed(Accumulator(loss_object, reduction=reduction))]
     return _tree(states, split_every)
 
 
@@ -114,9 +114,10 @@ def loss(name, y_true, y_pred, *, sample_weight=None, reduction="mean", split_ev
     """
     if reduction == "none":
         return _none(name, y_true, y_pred, sample_weight, params)
-    Accumulator(name, reduction=reduction, **params)          # parameters checked now
-    y, p, w = _aligned(get(name, **params), y_true, y_pred, sample_weight)
-    state = _state(name, params, y, p, w, reduction, split_every)
+    loss_object = get(name, **params)
+    Accumulator(loss_object, reduction=reduction)                # the reduction checked now
+    y, p, w = _aligned(loss_object, y_true, y_pred, sample_weight)
+    state = _state(loss_object, y, p, w, reduction, split_every)
     return dask.delayed(_result, pure=True)(state)
 
 
@@ -139,8 +140,8 @@ def _blockwise(fn, out_index, loss_object, y, p, w, dtype, *extra, **kwargs):
     return da.blockwise(fn, out_index, *args, dtype=dtype, concatenate=True, **kwargs)
 
 
-def _none_block(y, p, *w, loss_name, params):
-    return get(loss_name, **params)(y, p, sample_weight=w[0] if w else None, reduction="none")
+def _none_block(y, p, *w, loss):
+    return loss(y, p, sample_weight=w[0] if w else None, reduction="none")
 
 
 def _none(name, y_true, y_pred, sample_weight, params):
@@ -148,23 +149,23 @@ def _none(name, y_true, y_pred, sample_weight, params):
     y, p, w = _aligned(loss_object, y_true, y_pred, sample_weight)
     dtype = p.dtype if p.dtype.kind == "f" else np.dtype(np.float64)
     out_index = "i" if _is_row_loss(loss_object) else _indices(loss_object, y, p)[1]
-    return _blockwise(_none_block, out_index, loss_object, y, p, w, dtype, loss_name=name,
-                      params=params)
+    return _blockwise(_none_block, out_index, loss_object, y, p, w, dtype,
+                      loss=loss_object)
 
 
-def _denominator(loss_object, name, params, y, p, w, reduction, split_every):
+def _denominator(loss_object, y, p, w, reduction, split_every):
     """The mean's denominator, lazily where it depends on the data."""
     if reduction == "sum":
         return 1.0
     simple = not _is_row_loss(loss_object) or (
-        name in ("multi_margin", "softmax_focal"))
+        loss_object.name in ("multi_margin", "softmax_focal"))
     if simple and reduction == "mean" and not any(np.isnan(c).any() for c in p.chunks):
         per_row = int(np.prod(p.shape[1:])) if not _is_row_loss(loss_object) else 1
         if w is None:
             return float(p.shape[0] * per_row if p.ndim else 1)
         return w.sum(dtype=np.float64) * per_row
     # class weights, ignored labels or batchmean: the accumulator's denominator
-    state = _state(name, params, y, p, w, reduction, split_every)
+    state = _state(loss_object, y, p, w, reduction, split_every)
     return dask.delayed(_denominator_of, pure=True)(state)
 
 
@@ -172,12 +173,11 @@ def _denominator_of(state):
     return next(iter(state._denoms.values())).value
 
 
-def _grad_block(y, p, scale, *w, loss_name, params):
-    loss_object = get(loss_name, **params)
+def _grad_block(y, p, scale, *w, loss):
     w = w[0] if w else None
-    if hasattr(loss_object, "scaled_grad"):                   # elementwise: fused
-        return loss_object.scaled_grad(y, p, scale, sample_weight=w)
-    g = loss_object.grad(y, p, sample_weight=w, reduction="sum")
+    if hasattr(loss, "scaled_grad"):                          # elementwise: fused
+        return loss.scaled_grad(y, p, scale, sample_weight=w)
+    g = loss.grad(y, p, sample_weight=w, reduction="sum")
     if scale != 1.0:
         g *= scale
     return g
@@ -190,14 +190,14 @@ def grad(name, y_true, y_pred, *, sample_weight=None, reduction="mean", split_ev
     if reduction not in ("mean", "sum", "batchmean"):
         raise ValueError(f'reduction must be "mean" or "sum" (or "batchmean" for kl_div), '
                          f"got {reduction!r}")
-    Accumulator(name, reduction=reduction, **params)
+    Accumulator(loss_object, reduction=reduction)
     y, p, w = _aligned(loss_object, y_true, y_pred, sample_weight)
-    denom = _denominator(loss_object, name, params, y, p, w, reduction, split_every)
+    denom = _denominator(loss_object, y, p, w, reduction, split_every)
     scale = dask.delayed(_inverse, pure=True)(denom) if not isinstance(denom, float) \
         else _inverse(denom)
     dtype = p.dtype if p.dtype.kind == "f" else np.dtype(np.float64)
     return _blockwise(_grad_block, _indices(loss_object, y, p)[1], loss_object, y, p, w, dtype,
-                      scale, None, loss_name=name, params=params)
+                      scale, None, loss=loss_object)
 
 
 def _inverse(denom):

@@ -169,6 +169,43 @@ def test_distributed_local_cluster(processes, tmp_path):
     assert run.stdout.startswith("ok")
 
 
+CUSTOM_CLUSTER_SCRIPT = textwrap.dedent("""
+    import math, numpy as np, dask.array as da, fastloss as fl, fastloss.dask as fd
+    from dask.distributed import Client, LocalCluster
+    if __name__ == "__main__":
+        # defined where the workers (which import this file as __mp_main__) never run it
+        @fl.custom_loss
+        def soft_gap(y, p, *, scale=1.0):
+            return scale * math.sqrt(1.0 + (p - y) ** 2)
+
+        rng = np.random.default_rng(1)
+        y, p = rng.standard_normal(100_000), rng.standard_normal(100_000)
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            Y, P = (da.from_array(a, chunks=20_000) for a in (y, p))
+            value = fd.loss("soft_gap", Y, P, scale=2.0).compute()
+            grad = fd.grad("soft_gap", Y, P, scale=2.0).compute()
+            rows = fd.loss("soft_gap", Y, P, reduction="none").compute()
+        loss = fl.get("soft_gap", scale=2.0)
+        assert abs(value - loss(y, p)) <= 1e-12 * abs(value), (value, loss(y, p))
+        assert np.allclose(grad, loss.grad(y, p), rtol=1e-12, atol=0)
+        assert np.allclose(rows, fl.get("soft_gap")(y, p, reduction="none"), rtol=1e-12)
+        print("ok", value)
+""")
+
+
+def test_custom_loss_on_process_workers_that_never_defined_it(tmp_path):
+    """The tasks carry the loss object, whose pickle defines the custom loss on the worker;
+    they used to carry its name, unknown there."""
+    pytest.importorskip("distributed")
+    script = tmp_path / "custom_cluster.py"
+    script.write_text(CUSTOM_CLUSTER_SCRIPT)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=240, cwd=tmp_path, env=_env())
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.startswith("ok")
+
+
 FORK_SCRIPT = textwrap.dedent("""
     import multiprocessing as mp, numpy as np, numba, fastloss as fl
     x = np.linspace(-3, 3, 1 << 18)
