@@ -410,3 +410,26 @@ def test_sklearn_scorers_number_classes_by_the_estimators_classes(rng):
     rate = model.predict(X)
     assert fsk.scorer("poisson_nll")(model, X, counts) == pytest.approx(
         -np.mean(rate - counts * np.log(rate)), rel=1e-12)
+
+
+def test_sklearn_scorer_takes_routed_sample_weights(rng):
+    """With metadata routing on, set_score_request(sample_weight=True) routes the weights,
+    as for make_scorer's scorers."""
+    sklearn = pytest.importorskip("sklearn")
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import make_scorer, mean_squared_error
+    from sklearn.model_selection import cross_validate
+    fsk = pytest.importorskip("fastloss.integrations.sklearn")
+    X = rng.standard_normal((240, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + rng.standard_normal(240)
+    w = rng.uniform(0.0, 2.0, 240)
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = Ridge().set_fit_request(sample_weight=False)
+        theirs = make_scorer(mean_squared_error, greater_is_better=False).set_score_request(
+            sample_weight=True)
+        ours = fsk.scorer("mse").set_score_request(sample_weight=True)
+        a, b = (cross_validate(model, X, y, cv=3, scoring=s, params={"sample_weight": w})
+                ["test_score"] for s in (ours, theirs))
+        unweighted = cross_validate(model, X, y, cv=3, scoring=fsk.scorer("mse"))["test_score"]
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert not np.allclose(a, unweighted)

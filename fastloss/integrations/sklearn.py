@@ -71,6 +71,19 @@ class LossScorer:
         if name == "log_loss" and params:
             raise TypeError("log_loss takes no parameters")
         self.response_method = _RESPONSE.get(name, "predict")
+        self._sample_weight_request = None
+
+    def set_score_request(self, *, sample_weight=None):
+        """With scikit-learn's metadata routing on: whether this scorer takes the sample
+        weights that ``cross_validate(..., params=...)`` routes (as ``make_scorer``'s do)."""
+        self._sample_weight_request = sample_weight
+        return self
+
+    def get_metadata_routing(self):
+        from sklearn.utils.metadata_routing import MetadataRequest
+        request = MetadataRequest(owner=type(self).__name__)
+        request.score.add_request(param="sample_weight", alias=self._sample_weight_request)
+        return request
 
     def __repr__(self):
         return f"scorer({self.name!r}{''.join(f', {k}={v!r}' for k, v in self._params())})"
