@@ -433,3 +433,20 @@ def test_sklearn_scorer_takes_routed_sample_weights(rng):
         unweighted = cross_validate(model, X, y, cv=3, scoring=fsk.scorer("mse"))["test_score"]
     np.testing.assert_allclose(a, b, rtol=1e-12)
     assert not np.allclose(a, unweighted)
+
+
+def test_sklearn_softmax_scorers_take_a_binary_classifiers_one_margin(rng):
+    """decision_function gives one column m for two classes: scored as the logits (0, m), so
+    cross_entropy equals the logistic loss of m (it was a shape error)."""
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression
+    fsk = pytest.importorskip("fastloss.integrations.sklearn")
+    X, y = _binary_data(rng)
+    clf = LogisticRegression().fit(X, y)
+    margin = clf.decision_function(X)
+    assert fsk.scorer("cross_entropy")(clf, X, y) == pytest.approx(
+        -fl.binary_cross_entropy_with_logits(y, margin), rel=1e-12)
+    assert fsk.scorer("cross_entropy")(clf, X, y) == pytest.approx(
+        fsk.scorer("log_loss")(clf, X, y), rel=1e-9)
+    assert fsk.scorer("multi_margin")(clf, X, y) == -fl.multi_margin(
+        y.astype(int), np.stack([np.zeros_like(margin), margin], axis=1))

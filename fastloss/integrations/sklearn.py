@@ -99,6 +99,10 @@ class LossScorer:
         y = y_true
         if self.response_method != "predict":
             y = _class_codes(y_true, classes, scores.shape[1] if scores.ndim == 2 else 2)
+        if scores.ndim == 1 and self.response_method == "decision_function" and not hasattr(
+                self.loss, "spec"):
+            # a binary classifier's one margin m: the scores (0, m) of its two classes
+            scores = np.stack([np.zeros_like(scores), scores], axis=1)
         if self.name == "binary_cross_entropy" and scores.ndim == 2:
             if scores.shape[1] != 2:
                 raise ValueError(f"binary_cross_entropy scores two classes; the estimator has "
