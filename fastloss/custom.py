@@ -304,10 +304,8 @@ def pickled_definition(name):
     functions and domains, which pickle refers to by name when it can and
     cloudpickle (Dask, joblib, Ray) copies by value when it cannot.
     """
-    custom = _CUSTOM[name]
-    if _importable(custom.function):
-        return custom.function
-    return custom.value_fn, custom.grad_fn, custom.hess_fn, custom.y_domain, custom.p_domain
+    function = _CUSTOM[name].function
+    return function if _importable(function) else function._definition
 
 
 def define_from(definition, name):

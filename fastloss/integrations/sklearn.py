@@ -86,10 +86,8 @@ class LossScorer:
         return request
 
     def __repr__(self):
-        return f"scorer({self.name!r}{''.join(f', {k}={v!r}' for k, v in self._params())})"
-
-    def _params(self):
-        return () if self.loss is None else self.loss.params.items()
+        params = {} if self.loss is None else self.loss.params
+        return f"scorer({self.name!r}{''.join(f', {k}={v!r}' for k, v in params.items())})"
 
     def __call__(self, estimator, X, y_true, sample_weight=None):
         scores = np.asarray(getattr(estimator, self.response_method)(X))
