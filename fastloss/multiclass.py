@@ -7,8 +7,9 @@ sum of the target classes' weights for labels, N for probabilities) are as
 PyTorch defines them.  ``z_loss`` adds z_loss * logsumexp(row)^2 per row (the
 PaLM auxiliary loss) and ``softcap`` replaces logits by
 softcap * tanh(logits / softcap) first (as Gemma 2).  Gradients are with
-respect to the logits.  The CPU kernel is ``fastloss.kernels.softmax``; the
-reference is written with NumPy below.
+respect to the logits.  The CPU kernels are ``fastloss.kernels.softmax`` (a row at
+a time) and, for labels over at most 16 classes, ``softmax_few`` (blocks of rows
+across vector lanes); the reference is ``fastloss.backends.reference``.
 """
 import warnings
 
@@ -240,28 +241,38 @@ class CrossEntropy:
         wt = 1.0 if self.class_weight is None else self.class_weight[labels[keep]]
         return float(np.sum(r[keep] * wt))
 
-    def _run(self, backend, x, labels, targets, w, scale, out):
-        N = x.shape[0]
+    def _run(self, backend, x, labels, targets, w, scale, out, hess=None):
+        """Per-row losses (N,); the gradient times ``scale`` into ``out`` and the diagonal
+        Hessian times ``scale`` into ``hess`` (with ``out``) where they are given."""
+        N, C = x.shape
         p = self.params
         if backend == "numpy":
-            from .backends.reference import cross_entropy_rows
+            from .backends.reference import cross_entropy_diag_hess, cross_entropy_rows
             rows, grad = cross_entropy_rows(x, labels, targets, self.class_weight, w,
                                             p["ignore_index"], p["label_smoothing"], p["z_loss"],
                                             p["softcap"])
+            if hess is not None:      # before either is written: out or hess may be the logits
+                h = cross_entropy_diag_hess(x, labels, targets, self.class_weight, w,
+                                            p["ignore_index"], p["label_smoothing"])
+                hess[...] = h * scale
             if out is not None:
                 out[...] = grad * scale
             return rows
         from .backends.cpu import call_parallel
-        from .kernels import softmax
+        from .kernels import softmax, softmax_few
         rows = np.empty(N)
-        if labels is not None:
+        if labels is not None and C <= softmax_few.FEW and p["softcap"] is None:
+            call_parallel(softmax_few.cross_entropy_labels_few, x, labels, self.class_weight, w,
+                          p["ignore_index"], p["label_smoothing"], p["z_loss"], float(scale),
+                          out, hess, rows)
+        elif labels is not None:
             call_parallel(softmax.cross_entropy_labels, x, labels, self.class_weight, w,
                           p["ignore_index"], p["label_smoothing"], p["z_loss"], p["softcap"],
-                          float(scale), out, rows)
+                          float(scale), out, hess, rows)
         else:
             call_parallel(softmax.cross_entropy_targets, x, targets, self.class_weight, w,
                           p["label_smoothing"], p["z_loss"], p["softcap"], float(scale), out,
-                          rows)
+                          hess, rows)
         return rows
 
     @staticmethod
@@ -353,19 +364,15 @@ class CrossEntropy:
             _, g, h, _ = self._cuda(y_true, logits, sample_weight, "sum", grad=True, out=gout,
                                     hess=True, hess_out=hout)
             return g, h
-        _, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight, backend)
+        backend, x, labels, targets, w, dtype = self._prepare(y_true, logits, sample_weight,
+                                                              backend)
+        gout = v.check_out(gout, x.shape, dtype, "out[0]")
         hout = v.check_out(hout, x.shape, dtype, "out[1]")
-        from .backends.reference import cross_entropy_diag_hess
-        # before the gradient, which may overwrite the logits (out[0] is the logits)
-        h = cross_entropy_diag_hess(x, labels, targets, self.class_weight, w,
-                                    self.params["ignore_index"], self.params["label_smoothing"])
-        h = h.astype(dtype)
-        _, g = self.value_and_grad(y_true, logits, sample_weight=sample_weight, reduction="sum",
-                                   out=gout, backend=backend)
-        if hout is not None:
-            hout[...] = h
-            h = hout
-        return g, h
+        gbuf = _gradient_buffer(gout, x, (labels, targets, w))
+        hbuf = _gradient_buffer(hout, x, (labels, targets, w, gbuf))
+        self._run(backend, x, labels, targets, w, 1.0, gbuf, hbuf)
+        return (v.finish_out(gbuf, gout, x.shape, dtype),
+                v.finish_out(hbuf, hout, x.shape, dtype))
 
 
 def cross_entropy(y_true, logits, *, class_weight=None, ignore_index=-100, label_smoothing=0.0,

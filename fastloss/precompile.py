@@ -9,7 +9,8 @@ The kernels compiled are those that calls with each loss's default parameters
 take: every method (value with each reduction, grad, value_and_grad,
 grad_hess), the serial and the parallel build, for the dtypes asked for,
 unweighted (and weighted with ``weighted=True``); the softmax losses' row
-kernels for integer labels (and cross_entropy's for probability targets).
+kernels for integer labels (and cross_entropy's for probability targets, and its
+kernel for labels over few classes).
 Other parameter values take kernels of their own, compiled on first use.
 """
 import time
@@ -32,11 +33,14 @@ for line in sys.stdin:
         if hasattr(loss, "spec"):
             calls = [inputs(name, n, rng, dtype)]
         else:
-            x = rng.standard_normal((n // 16 or 1, 16)).astype(dtype)
-            labels = rng.integers(0, 16, x.shape[0])
-            calls = [(labels, x)]
+            calls = []
+            # labels over 16 classes take cross_entropy's kernel for few classes, over 32 the
+            # row kernel; probability targets the row kernel
+            for C in (16, 32) if name == "cross_entropy" else (16,):
+                x = rng.standard_normal((n // C or 1, C)).astype(dtype)
+                calls.append((rng.integers(0, C, x.shape[0]), x))
             if name == "cross_entropy":
-                calls.append((rng.dirichlet(np.ones(16), x.shape[0]).astype(dtype), x))
+                calls.append((rng.dirichlet(np.ones(C), x.shape[0]).astype(dtype), x))
         for y, p in calls:
             for w in [None] + ([np.ones(len(y))] if weighted else []):
                 loss(y, p, sample_weight=w)
@@ -44,6 +48,7 @@ for line in sys.stdin:
                 loss.value_and_grad(y, p, sample_weight=w)
                 if hasattr(loss, "spec"):
                     loss.grad(y, p, sample_weight=w)
+                if hasattr(loss, "grad_hess"):
                     loss.grad_hess(y, p, sample_weight=w)
     print(name, dtype, flush=True)
 """

@@ -42,8 +42,9 @@ def _torch(x, target, reduction, class_weight=None, label_smoothing=0.0, dtype=t
 @pytest.mark.parametrize("targets", ["labels", "probabilities"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
-def test_matches_pytorch(opts, reduction, targets, dtype, backend, rng):
-    x, labels, probs = _problem(rng, dtype=dtype)
+@pytest.mark.parametrize("C", [13, 40])          # labels: the few-classes kernel, the row kernel
+def test_matches_pytorch(opts, reduction, targets, dtype, backend, C, rng):
+    x, labels, probs = _problem(rng, C=C, dtype=dtype)
     opts = _options(opts, rng, x.shape[1])
     y = labels if targets == "labels" else probs
     loss = fl.get("cross_entropy", **opts)
@@ -106,14 +107,15 @@ def test_extreme_logits_stay_finite(dtype):
 
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
-def test_masked_classes_with_minus_infinity_logits(backend, rng):
+@pytest.mark.parametrize("C", [12, 40])
+def test_masked_classes_with_minus_infinity_logits(backend, C, rng):
     """Masking a class with a logit of -inf (as attention masks do) leaves the loss finite
     wherever the label is not masked, and the masked classes get a zero gradient."""
-    x = rng.standard_normal((6, 40)) * 3
+    x = rng.standard_normal((6, C)) * 3
     x[:, 7] = -np.inf
-    x[2, :20] = -np.inf
+    x[2, :C // 2] = -np.inf
     x[4, 1::2] = -np.inf
-    labels = np.array([0, 3, 25, 39, 2, 11])
+    labels = np.array([0, 3, C - 2, C - 1, 2, 11])
     value, grad = fl.get("cross_entropy").value_and_grad(labels, x, reduction="none", backend=backend)
     expected, expected_grad = _torch(x, labels, "none")
     assert np.isfinite(value).all() and np.isfinite(grad).all()
@@ -122,8 +124,9 @@ def test_masked_classes_with_minus_infinity_logits(backend, rng):
     assert np.all(grad[np.isinf(x)] == 0.0)
 
 
-def test_in_place_gradient_over_the_logits(rng):
-    x, labels, _ = _problem(rng, N=300, C=50, dtype=np.float32)
+@pytest.mark.parametrize("C", [5, 50])
+def test_in_place_gradient_over_the_logits(C, rng):
+    x, labels, _ = _problem(rng, N=300, C=C, dtype=np.float32)
     loss = fl.get("cross_entropy", label_smoothing=0.1)
     value, grad = loss.value_and_grad(labels, x)
     x2 = x.copy()
@@ -183,9 +186,10 @@ def test_grad_hess_is_the_boosting_convention(rng):
         fl.get("cross_entropy", z_loss=0.1).grad_hess(labels, x)
 
 
-def test_parallel_rows_are_deterministic(rng):
-    x = rng.normal(size=(3000, 257)).astype(np.float32)
-    labels = rng.integers(0, 257, 3000)
+@pytest.mark.parametrize("C", [7, 257])
+def test_parallel_rows_are_deterministic(C, rng):
+    x = rng.normal(size=(3000, C)).astype(np.float32)
+    labels = rng.integers(0, C, 3000)
     loss = fl.get("cross_entropy")
     results = []
     for threads in (1, 2):
@@ -241,18 +245,103 @@ OFFSET_CASES = [("cross_entropy", {}, "labels"), ("cross_entropy", {"label_smoot
                 ("softmax_focal", {"gamma": 0.5}, "labels")]
 
 
+@pytest.mark.parametrize("C", [10, 300])
 @pytest.mark.parametrize("name,params,kind", OFFSET_CASES)
-def test_a_large_common_logit_offset_keeps_float64_accuracy(name, params, kind, rng):
+def test_a_large_common_logit_offset_keeps_float64_accuracy(name, params, kind, C, rng):
     """Softmax is unchanged by a common offset, and so must the loss be: logits near 1e8,
     whose ulp (1.5e-8) lse = m + log sum would round the loss to, against the reference
     (from logits less their maximum)."""
-    x = 1e8 + rng.normal(size=(40, 300)) * 3
+    x = 1e8 + rng.normal(size=(40, C)) * 3
     x[::3, 0] += 12.0                                   # confident rows too
-    labels = rng.integers(0, 300, 40)
+    labels = rng.integers(0, C, 40)
     labels[::3] = 0
-    y = labels if kind == "labels" else rng.dirichlet(np.ones(300), 40)
+    y = labels if kind == "labels" else rng.dirichlet(np.ones(C), 40)
     loss = fl.get(name, **params)
     got = loss(y, x, reduction="none", backend="cpu")
     expected = loss(y, x, reduction="none", backend="numpy")
     # (and an ulp or two of 1: the sum of exponentials, which includes a 1, is rounded)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=4 * np.finfo(np.float64).eps)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N", [1, 255, 256, 257, 1500])
+@pytest.mark.parametrize("C", [1, 2, 5, 16, 17])
+def test_every_block_and_option_against_the_reference(dtype, N, C, rng):
+    """Rows of at most ``softmax_few.FEW`` classes go through blocks of ``BLOCK`` rows: the
+    last block partial or full, one block or several, ignored rows, class and sample
+    weights, smoothing and z_loss give the reference's losses, gradient and Hessian."""
+    from fastloss.kernels import softmax_few
+    assert softmax_few.FEW == 16 and softmax_few.BLOCK == 256     # the sizes above straddle them
+    x = (rng.normal(size=(N, C)) * 3).astype(dtype)
+    labels = rng.integers(0, C, N)
+    labels[::7] = -100
+    w = rng.uniform(0.0, 2.0, N)
+    rtol = 1e-12 if dtype == np.float64 else 2e-6
+    for opts in ({}, dict(class_weight=rng.uniform(0.2, 3.0, C), label_smoothing=0.1),
+                 dict(z_loss=1e-2, label_smoothing=0.05)):
+        loss = fl.get("cross_entropy", **opts)
+        for weights in (None, w):
+            value, grad = loss.value_and_grad(labels, x, sample_weight=weights, reduction="none")
+            ref_value, ref_grad = loss.value_and_grad(labels, x.astype(np.float64),
+                                                      sample_weight=weights, reduction="none",
+                                                      backend="numpy")
+            np.testing.assert_allclose(value, ref_value, rtol=rtol, atol=1e-15)
+            np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=rtol * np.abs(ref_grad).max())
+            assert loss(labels, x, sample_weight=weights, reduction="sum") == pytest.approx(
+                float(np.sum(ref_value)), rel=rtol)
+            if "z_loss" not in opts:
+                g, h = loss.grad_hess(labels, x, sample_weight=weights)
+                ref_g, ref_h = loss.grad_hess(labels, x.astype(np.float64), sample_weight=weights,
+                                              backend="numpy")
+                assert g.dtype == h.dtype == dtype
+                np.testing.assert_allclose(g, ref_g, rtol=rtol, atol=rtol * np.abs(ref_g).max())
+                np.testing.assert_allclose(h, ref_h, rtol=rtol, atol=rtol * np.abs(ref_h).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [3, 12])
+def test_special_logits_in_rows_of_few_classes(dtype, C, rng):
+    """NaN and +inf make their row NaN (not its neighbours in the block); -inf is a class of
+    probability 0; an ignored row is 0 whatever its logits."""
+    x = rng.normal(size=(300, C)).astype(dtype)
+    labels = rng.integers(0, C, 300)
+    x[3, 0] = np.nan
+    x[4, C - 1] = np.nan
+    x[5, 1] = -np.nan
+    x[6, 2] = np.inf
+    x[7, :] = -np.inf
+    x[8, labels[8]] = -np.inf
+    x[9, 0] = np.nan
+    labels[9] = -100
+    loss = fl.get("cross_entropy")
+    value, grad = loss.value_and_grad(labels, x, reduction="none")
+    for row in (3, 4, 5, 6, 7):
+        assert np.isnan(value[row]) and np.isnan(grad[row]).all()
+    assert value[8] == np.inf
+    assert value[9] == 0.0 and np.all(grad[9] == 0.0)
+    assert np.all(grad[8, labels[8]] == -1.0) and np.isfinite(grad[8]).all()
+    g, h = loss.grad_hess(labels, x)
+    assert np.all(h[9] == 0.0) and np.all(g[9] == 0.0) and np.isnan(h[3]).all()
+    clean = np.ones(300, bool)
+    clean[3:10] = False
+    expected, expected_grad = _torch(x[clean].astype(np.float64), labels[clean], "none")
+    rtol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(value[clean], expected, rtol=rtol)
+    np.testing.assert_allclose(grad[clean], expected_grad, rtol=rtol, atol=rtol * 1e-3)
+
+
+@pytest.mark.parametrize("C", [4, 30])
+@pytest.mark.parametrize("targets", ["labels", "probabilities"])
+def test_grad_hess_in_place_over_the_logits(C, targets, rng):
+    x, labels, probs = _problem(rng, N=600, C=C, dtype=np.float32)
+    y = labels if targets == "labels" else probs
+    loss = fl.get("cross_entropy", label_smoothing=0.1)
+    g, h = loss.grad_hess(y, x)
+    for which in (0, 1):
+        x2 = x.copy()
+        other = np.empty_like(x)
+        out = (x2, other) if which == 0 else (other, x2)
+        g2, h2 = loss.grad_hess(y, x2, out=out)
+        assert (g2, h2)[which] is x2 and (g2, h2)[1 - which] is other
+        np.testing.assert_array_equal(g2, g)
+        np.testing.assert_array_equal(h2, h)

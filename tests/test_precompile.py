@@ -13,17 +13,19 @@ from fastloss.precompile import precompile
 CALLS = """
 import numpy as np, fastloss as fl
 from fastloss.backends import cpu
-from fastloss.kernels import softmax
+from fastloss.kernels import softmax, softmax_few
 rng = np.random.default_rng(1)
 for n in (100, 100_000):
     y, p = rng.normal(size=n), rng.normal(size=n)
     mse = fl.get("mse")
     mse(y, p); mse(y, p, reduction="sum"); mse(y, p, reduction="none")
     mse.grad(y, p); mse.value_and_grad(y, p); mse.grad_hess(y, p)
-    x = rng.normal(size=(n // 50, 50))
-    fl.get("cross_entropy").value_and_grad(rng.integers(0, 50, n // 50), x)
+    for C in (5, 50):                 # cross_entropy's kernels for few classes and for rows
+        x = rng.normal(size=(n // C, C))
+        fl.get("cross_entropy").value_and_grad(rng.integers(0, C, n // C), x)
+        fl.get("cross_entropy").grad_hess(rng.integers(0, C, n // C), x)
 dispatchers = [d for ks in cpu._kernels.values() for d in ks.values()]
-dispatchers.append(softmax.cross_entropy_labels)
+dispatchers += [softmax.cross_entropy_labels, softmax_few.cross_entropy_labels_few]
 print(sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
       sum(sum(d.stats.cache_misses.values()) for d in dispatchers))
 """

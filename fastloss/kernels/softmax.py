@@ -151,6 +151,13 @@ def softmax_coef(scale, r, a, z, lse):
 
 
 @inlined_jit(error_model="numpy")
+def diag_hess(k, p):
+    """The Hessian's diagonal term k p (1 - p) of a class of probability p, k = r_i a_i
+    (times the reduction's scale): d2 l_i / d x_ij^2 without z_loss or softcap."""
+    return k * p * (1.0 - p)
+
+
+@inlined_jit(error_model="numpy")
 def label_target_sums(wt, xt, sw, swx, eps, C):
     """(a, sum_j b_j x_j) of a label t with smoothing eps: b_j = (1 - eps) w_t [j = t] + eps w_j / C.
 
@@ -181,8 +188,10 @@ def _weight(w, j):
 
 @njit(parallel=True, **_OPTIONS)
 def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, eps, z, cap, scale,
-                         out, row_loss):
-    """Integer labels: per-row losses into ``row_loss``, gradient times ``scale`` into ``out``."""
+                         out, hess, row_loss):
+    """Integer labels: per-row losses into ``row_loss``, gradient times ``scale`` into ``out``
+    and, where ``hess`` is given (with ``out``), the diagonal Hessian r_i a_i p_ij (1 - p_ij)
+    times ``scale`` (no z_loss or softcap: their terms are left out)."""
     N, C = x.shape
     for i in prange(N):
         t = labels[i]
@@ -191,6 +200,8 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
             if out is not None:
                 for j in range(np.uint64(0), np.uint64(C)):
                     out[i, j] = 0.0
+                    if hess is not None:
+                        hess[i, j] = 0.0
             continue
         m, total = _row_max_sum(x, np.uint64(i), cap)
         log_total = fmath.flog(total)
@@ -227,12 +238,16 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
                 g = (k_x * pj - smooth_x * fmath.as_type_of(_weight(class_weight, j), m_x)
                      - (hit_x if j == t else zero))
                 out[i, j] = g * fmath.as_type_of(cap_slope(np.float64(x[i, j]), cap), m_x)
+                if hess is not None:    # p in float64: 1 - p cancels where p is near 1
+                    p64 = fmath.fexp(np.float64(x[i, j]) - m) * inv_total
+                    hess[i, j] = diag_hess(scale * r * a, p64)
 
 
 @njit(parallel=True, **_OPTIONS)
 def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, scale, out,
-                          row_loss):
-    """Class-probability targets: per-row losses, and the gradient times ``scale``."""
+                          hess, row_loss):
+    """Class-probability targets: per-row losses, the gradient times ``scale`` and, where
+    ``hess`` is given (with ``out``), the diagonal Hessian times ``scale``."""
     N, C = x.shape
     for i in prange(N):
         m, total = _row_max_sum(x, np.uint64(i), cap)
@@ -256,6 +271,8 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
                 pj = fmath.exp_in_precision_of(_logit(x, i, j, cap) - m_x, x[i, j]) * inv_total
                 b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
                 out[i, j] = (k * pj - scale * r * b) * cap_slope(xj, cap)
+                if hess is not None:
+                    hess[i, j] = diag_hess(scale * r * a, pj)
 
 
 @inlined_jit(error_model="numpy")
