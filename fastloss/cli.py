@@ -152,6 +152,9 @@ def bench(args):
     # threads keep spinning for a while afterwards
     ce = softmax.measure(N=2048 if args.quick else 8192, repeats=repeats,
                          peers_too=not args.no_peers)
+    # and tall-skinny: many rows of few classes (a classifier's scores)
+    ce_few = softmax.measure(N=250_000 if args.quick else 2_000_000, C=10, repeats=repeats,
+                             peers_too=not args.no_peers)
     lce_shape = (512, 512, 16000) if args.quick else (4096, 1024, 32000)
     peers = () if args.no_peers else ("torch-chunked",) if args.quick else ("torch-chunked", "torch")
     lce = linear_ce.measure(*lce_shape, implementations=("fastloss", *peers))
@@ -175,7 +178,7 @@ def bench(args):
                       "bandwidth_beside": r.bandwidth and {k: r.bandwidth[k] for k in
                                                            ("read", "read_write")}}
                      for r in rows],
-            "cross_entropy": ce, "linear_cross_entropy": {"shape": lce_shape, **lce},
+            "cross_entropy": ce, "cross_entropy_few_classes": ce_few, "linear_cross_entropy": {"shape": lce_shape, **lce},
             "small_call_us": small, "startup_s": start, "startup_parallel_s": start_parallel,
             "custom": {f"{c} vs {b}": r for (c, b), r in custom_rows.items()},
             "custom_compile_s": custom_compile,
@@ -198,6 +201,7 @@ def bench(args):
         print(f"(--quick: NumPy timed on the first n/{throughput.NUMPY_QUICK_FRACTION} elements, "
               f"its times scaled to n)")
     print("\n" + _cross_entropy_line(ce, bw))
+    print(_cross_entropy_line(ce_few, bw))
     print(_linear_ce_line(lce, lce_shape))
     print(f"\nper call at n = 10: fastloss.mse {small['fastloss']:.2f} us, "
           f"NumPy expression np.mean((p - y) ** 2) {small['numpy']:.2f} us")
