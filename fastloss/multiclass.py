@@ -53,6 +53,14 @@ def label_error(loss_name, C, ignore, row, label):
                       f"row {row} has {label}")
 
 
+def check_label_rows(loss, y_true, C, bad_row):
+    """Raise ``label_error`` for row ``bad_row`` of ``y_true`` unless it is -1 (a kernel found
+    every label in [0, C) or the ignored one)."""
+    if bad_row >= 0:
+        y = v._as_array(y_true, "y_true")
+        raise label_error(loss.owner, C, loss.params["ignore_index"], bad_row, y[bad_row])
+
+
 def check_scores_shape(shape, name="logits"):
     if len(shape) != 2:
         raise ValueError(f"{name} must have shape (N, C), got {tuple(shape)}")
@@ -196,17 +204,19 @@ class CrossEntropy:
 
     # -- input handling -------------------------------------------------------
 
-    def _prepare(self, y_true, logits, sample_weight, backend):
+    def _prepare(self, y_true, logits, sample_weight, backend, check_labels=True):
         name = _backend_name(backend)
         x = v._as_array(logits, "logits")
         check_scores_shape(x.shape)
         dtype = v.result_dtype(x.dtype)
         x = np.ascontiguousarray(x, dtype=v._float_kind(x.dtype))
-        labels, targets, w = self._targets(y_true, *x.shape, sample_weight)
+        labels, targets, w = self._targets(y_true, *x.shape, sample_weight, check_labels)
         return name, x, labels, targets, w, dtype
 
-    def _targets(self, y_true, N, C, sample_weight):
-        """(labels, targets, sample weights) checked against N rows of C classes."""
+    def _targets(self, y_true, N, C, sample_weight, check_labels=True):
+        """(labels, targets, sample weights) checked against N rows of C classes (the labels
+        left unchecked with ``check_labels=False``, for a kernel that checks each before
+        indexing with it: see ``check_label_rows``)."""
         y = v._as_array(y_true, "y_true")
         w = None if sample_weight is None else v._as_array(sample_weight, "sample_weight")
         labels = targets = None
@@ -215,7 +225,7 @@ class CrossEntropy:
             ignore = self.params["ignore_index"]
             # min and max first: two reductions settle the usual case (0.5 us each at
             # small N, where the full check costs five array operations)
-            if labels.size and not (0 <= labels.min() and labels.max() < C):
+            if check_labels and labels.size and not (0 <= labels.min() and labels.max() < C):
                 bad = np.flatnonzero(((labels < 0) | (labels >= C)) & (labels != ignore))
                 if bad.size:
                     i = int(bad[0])
@@ -506,14 +516,16 @@ class NLL:
 
     l_i = -w[t_i] * log_probs[i, t_i] (0 for ignore_index); the mean divides by
     the sum of the target classes' weights.  The value is one gather per row and
-    the gradient one scatter, so both backends run the same vectorized NumPy
-    code; PyTorch is the oracle in the tests.
+    the gradient one scatter: NumPy's fancy indexing for the "numpy" backend, a
+    parallel kernel (``fastloss.kernels.nll``) for "cpu"; PyTorch is the oracle
+    in the tests.
     """
 
     name = "nll"
 
     def __init__(self, class_weight=None, ignore_index=-100):
         self._ce = CrossEntropy(class_weight=class_weight, ignore_index=ignore_index)
+        self._ce.owner = self.name
         self.params = {"class_weight": class_weight, "ignore_index": self._ce.params["ignore_index"]}
 
     def __repr__(self):
@@ -527,30 +539,68 @@ class NLL:
                       name="log_probs", loss_name="nll", labels_only=True, ignore=ignore,
                       **options)
 
-    def _rows(self, y_true, log_probs, sample_weight, backend):
-        _, x, labels, targets, w, dtype = self._ce._prepare(y_true, log_probs, sample_weight,
-                                                            backend)
+    def _host(self, y_true, log_probs, sample_weight, backend, reduction, want_grad=False,
+              out=None):
+        """(row losses for "none", else (sum of the row losses, the mean's denominator); the
+        gradient or None; the result dtype) on the "numpy" or "cpu" backend."""
+        name = _backend_name(backend)
+        # the cpu kernel for sums checks each label before indexing with it
+        sums = name == "cpu" and reduction != "none"
+        _, x, labels, _, w, dtype = self._ce._prepare(y_true, log_probs, sample_weight, backend,
+                                                      check_labels=not sums)
         if labels is None:
             raise ValueError("nll: y_true must be integer class labels of shape (N,)")
-        keep = labels != self.params["ignore_index"]
-        rows_kept = np.flatnonzero(keep)
-        coef = np.zeros(x.shape[0])                    # d l_i / d x[i, t_i] = -coef_i
-        cw = self._ce.class_weight
-        coef[rows_kept] = 1.0 if cw is None else cw[labels[rows_kept]]
-        if w is not None:
-            coef *= w
-        picked = np.zeros(x.shape[0])
-        picked[rows_kept] = x[rows_kept, labels[rows_kept]]
-        denom = self._ce._denominator(labels, None, w, x.shape[0])
-        return x, labels, rows_kept, coef, -coef * picked, denom, dtype
+        if want_grad:
+            out = v.check_out(out, x.shape, dtype)
+        ignore, cw = self.params["ignore_index"], self._ce.class_weight
+        from .backends.cpu import call_parallel
+        from .kernels import nll as kernels
+        grad = None
+        if name == "numpy":
+            keep = np.flatnonzero(labels != ignore)
+            coef = np.zeros(x.shape[0])                    # d l_i / d x[i, t_i] = -coef_i
+            coef[keep] = 1.0 if cw is None else cw[labels[keep]]
+            if w is not None:
+                coef *= w
+            picked = np.zeros(x.shape[0])
+            picked[keep] = x[keep, labels[keep]]
+            rows = -coef * picked
+            result = rows if reduction == "none" else (float(np.sum(rows)), float(np.sum(coef)))
+        elif sums:
+            partial = np.empty(((x.shape[0] + kernels.SUM_BLOCK - 1) // kernels.SUM_BLOCK, 3))
+            call_parallel(kernels.nll_sums, x, labels, cw, w, ignore, partial)
+            bad = partial[:, 2][partial[:, 2] >= 0]
+            check_label_rows(self._ce, y_true, x.shape[1], int(bad[0]) if bad.size else -1)
+            result = float(np.sum(partial[:, 0])), float(np.sum(partial[:, 1]))
+        else:                   # "none": the row losses, and the gradient of their sum
+            result = np.empty(x.shape[0])
+            if want_grad:
+                grad = _gradient_buffer(out, x, (labels, w))
+            call_parallel(kernels.nll_rows, x, labels, cw, w, ignore, 1.0, grad, result)
+        if want_grad and grad is None:
+            scale = 1.0
+            if reduction == "mean":
+                scale = 1.0 / result[1] if result[1] else float("nan")
+            if name == "numpy":
+                grad = out
+                if out is None or np.may_share_memory(out, labels):   # labels read after zeroing
+                    grad = np.zeros(x.shape, dtype)
+                else:
+                    grad[...] = 0
+                grad[keep, labels[keep]] = -coef[keep] * scale
+            else:
+                grad = _gradient_buffer(out, x, (labels, w))
+                call_parallel(kernels.nll_rows, x, labels, cw, w, ignore, scale, grad, None)
+        if grad is not None:
+            grad = v.finish_out(grad, out, x.shape, dtype)
+        return result, grad, dtype
 
     def __call__(self, y_true, log_probs, *, sample_weight=None, reduction="mean", backend=None):
         v.check_reduction(reduction)
         if _backend_name(backend, y_true, log_probs, sample_weight) == "cuda":
             return _cuda_call(self, y_true, log_probs, sample_weight, reduction)[0]
-        *_, rows, denom, dtype = self._rows(y_true, log_probs, sample_weight, backend)
-        result = self._ce._reduce(rows, denom, reduction)
-        return result.astype(dtype) if reduction == "none" else result
+        result, _, dtype = self._host(y_true, log_probs, sample_weight, backend, reduction)
+        return result.astype(dtype) if reduction == "none" else _total(*result, reduction)
 
     value = __call__
 
@@ -559,27 +609,16 @@ class NLL:
         _check_partial_reduction(reduction)
         if _backend_name(backend, y_true, log_probs, sample_weight) == "cuda":
             return _cuda_partial(self, y_true, log_probs, sample_weight)
-        *_, rows, denom, _ = self._rows(y_true, log_probs, sample_weight, backend)
-        return float(np.sum(rows)), denom
+        return self._host(y_true, log_probs, sample_weight, backend, reduction)[0]
 
     def value_and_grad(self, y_true, log_probs, *, sample_weight=None, reduction="mean", out=None,
                        backend=None):
         v.check_reduction(reduction)
         if _backend_name(backend, y_true, log_probs, sample_weight) == "cuda":
             return _cuda_call(self, y_true, log_probs, sample_weight, reduction, True, out)
-        x, labels, kept, coef, rows, denom, dtype = self._rows(y_true, log_probs, sample_weight,
-                                                              backend)
-        out = v.check_out(out, x.shape, dtype)
-        grad = out
-        if out is None or np.may_share_memory(out, labels):   # labels are read after zeroing
-            grad = np.zeros(x.shape, dtype)
-        else:
-            grad[...] = 0
-        scale = (1.0 / denom if denom else float("nan")) if reduction == "mean" else 1.0
-        grad[kept, labels[kept]] = -coef[kept] * scale
-        value = self._ce._reduce(rows, denom, reduction)
-        return (value.astype(dtype) if reduction == "none" else value), v.finish_out(
-            grad, out, x.shape, dtype)
+        result, grad, dtype = self._host(y_true, log_probs, sample_weight, backend, reduction,
+                                         True, out)
+        return (result.astype(dtype) if reduction == "none" else _total(*result, reduction)), grad
 
     def grad(self, y_true, log_probs, *, sample_weight=None, reduction="mean", out=None,
              backend=None):
