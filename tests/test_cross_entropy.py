@@ -345,3 +345,27 @@ def test_grad_hess_in_place_over_the_logits(C, targets, rng):
         assert (g2, h2)[which] is x2 and (g2, h2)[1 - which] is other
         np.testing.assert_array_equal(g2, g)
         np.testing.assert_array_equal(h2, h)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("C", [5, 40])
+def test_a_masked_class_of_zero_target_probability_adds_nothing(backend, C, rng):
+    """Probability targets: a class masked with a logit of -inf and a target of 0 adds
+    0 log 0 = 0 (PyTorch's 0 * -inf is NaN); with a positive target the loss is +inf."""
+    x = rng.normal(size=(30, C)) * 3
+    q = rng.dirichlet(np.ones(C), 30)
+    x[:, 1] = -np.inf
+    q[:, 1] = 0.0
+    x[3, C - 1] = -np.inf
+    q[3, C - 1] = 0.0
+    q /= q.sum(axis=1, keepdims=True)
+    loss = fl.get("cross_entropy")
+    value, grad = loss.value_and_grad(q, x, reduction="none", backend=backend)
+    shifted = x - x.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    expected = -(q * np.where(q > 0, logp, 0.0)).sum(axis=1)
+    assert np.isfinite(value).all() and np.isfinite(grad).all()
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    np.testing.assert_allclose(grad, np.exp(logp) - q, rtol=1e-12, atol=1e-15)
+    q[5, 1] = 0.25
+    assert loss(q, x, reduction="none", backend=backend)[5] == np.inf

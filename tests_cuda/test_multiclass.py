@@ -302,3 +302,17 @@ def test_row_losses_nan_and_inf_patterns_match_the_reference(name, params, speci
         got = _host(got)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=what)
         np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=what)
+
+
+def test_a_masked_class_of_zero_target_probability_adds_nothing(rng):
+    """As on the cpu: a class of logit -inf and target 0 adds 0 log 0 = 0, not 0 * -inf."""
+    x = rng.normal(size=(6, 40)) * 3
+    q = rng.dirichlet(np.ones(40), 6)
+    x[:, 1] = x[3, 39] = -np.inf
+    q[:, 1] = q[3, 39] = 0.0
+    loss = fl.get("cross_entropy")
+    value, grad = loss.value_and_grad(q, x, reduction="none", backend="cuda")
+    ev, eg = loss.value_and_grad(q, x, reduction="none", backend="numpy")
+    assert np.isfinite(value).all() and np.isfinite(grad).all()
+    assert_close(value, ev, np.float64)
+    assert_close(grad, eg, np.float64)

@@ -259,7 +259,8 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
         for j in range(np.uint64(0), np.uint64(C)):
             b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
             a = _add(a, b)
-            bx = _add(bx, b * (capped(np.float64(x[i, j]), cap) - m))
+            # a class of no weight adds nothing, even where its logit is -inf (masked)
+            bx = _add(bx, b * (capped(np.float64(x[i, j]), cap) - m) if b != 0.0 else 0.0)
         row_loss[i] = row_loss_value(r, a, bx, log_total, lse, z)
         if out is not None:
             k = softmax_coef(scale, r, a, z, lse)

@@ -297,7 +297,8 @@ def _target_sums(class_weight, j, C, q, v, eps, a, bx):
     if j < C:
         b = target_weight(_weight(class_weight, j), np.float64(q), eps, C)
         a += b
-        bx += b * v
+        if b != 0.0:            # a class of no weight adds nothing, even where v is -inf
+            bx += b * v
     return a, bx
 
 
