@@ -8,8 +8,8 @@ PyTorch defines them.  ``z_loss`` adds z_loss * logsumexp(row)^2 per row (the
 PaLM auxiliary loss) and ``softcap`` replaces logits by
 softcap * tanh(logits / softcap) first (as Gemma 2).  Gradients are with
 respect to the logits.  The CPU kernels are ``fastloss.kernels.softmax`` (a row at
-a time) and, for labels over at most 16 classes, ``softmax_few`` (blocks of rows
-across vector lanes); the reference is ``fastloss.backends.reference``.
+a time) and, for rows of at most 16 classes, ``softmax_few`` (blocks of rows across
+vector lanes); the reference is ``fastloss.backends.reference``.
 """
 import warnings
 
@@ -271,8 +271,11 @@ class CrossEntropy:
         from .backends.cpu import call_parallel
         from .kernels import softmax, softmax_few
         rows = np.empty(N)
-        if labels is not None and C <= softmax_few.FEW and p["softcap"] is None:
-            call_parallel(softmax_few.cross_entropy_labels_few, x, labels, self.class_weight, w,
+        if C <= softmax_few.FEW and p["softcap"] is None:
+            none = np.empty((0,) * (1 if labels is None else 2), x.dtype)
+            call_parallel(softmax_few.cross_entropy_few, x,
+                          none.astype(np.int64) if labels is None else labels,
+                          none if targets is None else targets, self.class_weight, w,
                           p["ignore_index"], p["label_smoothing"], p["z_loss"], float(scale),
                           out, hess, rows)
         elif labels is not None:

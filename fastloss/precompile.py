@@ -10,7 +10,7 @@ take: every method (value with each reduction, grad, value_and_grad,
 grad_hess), the serial and the parallel build, for the dtypes asked for,
 unweighted (and weighted with ``weighted=True``); the softmax losses' row
 kernels for integer labels (and cross_entropy's for probability targets, and its
-kernel for labels over few classes).
+kernel for rows of few classes).
 Other parameter values take kernels of their own, compiled on first use.
 """
 import time
@@ -34,13 +34,13 @@ for line in sys.stdin:
             calls = [inputs(name, n, rng, dtype)]
         else:
             calls = []
-            # labels over 16 classes take cross_entropy's kernel for few classes, over 32 the
-            # row kernel; probability targets the row kernel
+            # rows of 16 classes take cross_entropy's kernel for few classes, of 32 its
+            # row kernels
             for C in (16, 32) if name == "cross_entropy" else (16,):
                 x = rng.standard_normal((n // C or 1, C)).astype(dtype)
                 calls.append((rng.integers(0, C, x.shape[0]), x))
-            if name == "cross_entropy":
-                calls.append((rng.dirichlet(np.ones(C), x.shape[0]).astype(dtype), x))
+                if name == "cross_entropy":
+                    calls.append((rng.dirichlet(np.ones(C), x.shape[0]).astype(dtype), x))
         for y, p in calls:
             for w in [None] + ([np.ones(len(y))] if weighted else []):
                 loss(y, p, sample_weight=w)

@@ -266,7 +266,8 @@ def test_a_large_common_logit_offset_keeps_float64_accuracy(name, params, kind, 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("N", [1, 255, 256, 257, 1500])
 @pytest.mark.parametrize("C", [1, 2, 5, 16, 17])
-def test_every_block_and_option_against_the_reference(dtype, N, C, rng):
+@pytest.mark.parametrize("targets", ["labels", "probabilities"])
+def test_every_block_and_option_against_the_reference(targets, dtype, N, C, rng):
     """Rows of at most ``softmax_few.FEW`` classes go through blocks of ``BLOCK`` rows: the
     last block partial or full, one block or several, ignored rows, class and sample
     weights, smoothing and z_loss give the reference's losses, gradient and Hessian."""
@@ -275,6 +276,8 @@ def test_every_block_and_option_against_the_reference(dtype, N, C, rng):
     x = (rng.normal(size=(N, C)) * 3).astype(dtype)
     labels = rng.integers(0, C, N)
     labels[::7] = -100
+    if targets == "probabilities":
+        labels = rng.dirichlet(np.ones(C), N).astype(dtype)
     w = rng.uniform(0.0, 2.0, N)
     rtol = 1e-12 if dtype == np.float64 else 2e-6
     for opts in ({}, dict(class_weight=rng.uniform(0.2, 3.0, C), label_smoothing=0.1),

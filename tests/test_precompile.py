@@ -25,7 +25,7 @@ for n in (100, 100_000):
         fl.get("cross_entropy").value_and_grad(rng.integers(0, C, n // C), x)
         fl.get("cross_entropy").grad_hess(rng.integers(0, C, n // C), x)
 dispatchers = [d for ks in cpu._kernels.values() for d in ks.values()]
-dispatchers += [softmax.cross_entropy_labels, softmax_few.cross_entropy_labels_few]
+dispatchers += [softmax.cross_entropy_labels, softmax_few.cross_entropy_few]
 print(sum(sum(d.stats.cache_hits.values()) for d in dispatchers),
       sum(sum(d.stats.cache_misses.values()) for d in dispatchers))
 """

@@ -65,7 +65,7 @@ def cold(names, dtype):
     from ..specs import REGISTRY
     from . import bandwidth
     out = [] if _cached(bandwidth._read2) else ["bandwidth", "custom"]
-    if not (_cached(softmax.cross_entropy_labels) and _cached(softmax_few.cross_entropy_labels_few)):
+    if not (_cached(softmax.cross_entropy_labels) and _cached(softmax_few.cross_entropy_few)):
         out.append("cross_entropy")
     example = np.zeros(1, dtype)
     for name in names:
