@@ -272,8 +272,9 @@ def cross_entropy_targets(x, targets, class_weight, sample_weight, eps, z, cap, 
                 pj = fmath.exp_in_precision_of(_logit(x, i, j, cap) - m_x, x[i, j]) * inv_total
                 b = target_weight(_weight(class_weight, j), np.float64(targets[i, j]), eps, C)
                 out[i, j] = (k * pj - scale * r * b) * cap_slope(xj, cap)
-                if hess is not None:
-                    hess[i, j] = diag_hess(scale * r * a, pj)
+                if hess is not None:    # p in float64: 1 - p cancels where p is near 1
+                    p64 = fmath.fexp(xj - m) * inv_total
+                    hess[i, j] = diag_hess(scale * r * a, p64)
 
 
 @inlined_jit(error_model="numpy")
