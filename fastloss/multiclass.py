@@ -807,7 +807,8 @@ class SoftmaxFocal(_LabelRowLoss):
 
     Lin et al. (2017) applied to a softmax; gamma = 0 is the cross-entropy.
     log p_t comes from the streaming log-sum-exp and 1 - p_t from expm1, so
-    values and gradients stay finite at saturation for any gamma >= 0.  The
+    values and gradients stay finite at saturation for any gamma >= 0 (rows of at
+    most 16 classes by blocks of rows, as cross_entropy's).  The
     mean divides by N (or the sum of sample weights).  Labels must lie in [0, C).
     """
 
@@ -831,9 +832,10 @@ class SoftmaxFocal(_LabelRowLoss):
 
     def _kernel(self, x, labels, w, scale, grad, rows, hess):
         from .backends.cpu import call_parallel
-        from .kernels.softmax import softmax_focal_rows
-        call_parallel(softmax_focal_rows, x, labels, w, self.params["gamma"], scale, grad, hess,
-                      rows)
+        from .kernels import softmax, softmax_few
+        kernel = (softmax_few.softmax_focal_few if x.shape[1] <= softmax_few.FEW
+                  else softmax.softmax_focal_rows)
+        call_parallel(kernel, x, labels, w, self.params["gamma"], scale, grad, hess, rows)
 
     def _reference_hess(self, x, labels, w):
         from .backends.reference import softmax_focal_diag_hess

@@ -34,9 +34,9 @@ for line in sys.stdin:
             calls = [inputs(name, n, rng, dtype)]
         else:
             calls = []
-            # rows of 16 classes take cross_entropy's kernel for few classes, of 32 its
-            # row kernels
-            for C in (16, 32) if name == "cross_entropy" else (16,):
+            # rows of 16 classes take the softmax losses' kernels for few classes, of 32
+            # their row kernels
+            for C in (16, 32) if name in ("cross_entropy", "softmax_focal") else (16,):
                 x = rng.standard_normal((n // C or 1, C)).astype(dtype)
                 calls.append((rng.integers(0, C, x.shape[0]), x))
                 if name == "cross_entropy":

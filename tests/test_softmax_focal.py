@@ -21,9 +21,10 @@ def _torch(x, labels, gamma, reduction):
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
-def test_matches_pytorch(gamma, reduction, dtype, backend, rng):
-    x = (rng.normal(size=(40, 11)) * 3).astype(dtype)
-    labels = rng.integers(0, 11, 40)
+@pytest.mark.parametrize("C", [11, 40])         # the few-classes kernel, the row kernel
+def test_matches_pytorch(gamma, reduction, dtype, backend, C, rng):
+    x = (rng.normal(size=(300, C)) * 3).astype(dtype)
+    labels = rng.integers(0, C, 300)
     value, grad = fl.get("softmax_focal", gamma=gamma).value_and_grad(
         labels, x, reduction=reduction, backend=backend)
     expected, expected_grad = _torch(x.astype(np.float64), labels, gamma, reduction)
@@ -34,8 +35,10 @@ def test_matches_pytorch(gamma, reduction, dtype, backend, rng):
 
 
 @pytest.mark.parametrize("gamma", [0.25, 2.0])
-def test_finite_at_saturation(gamma):
-    x = np.array([[60.0, 0.0, 0.0], [-60.0, 0.0, 0.0], [1e4, -1e4, 0.0], [0.0, 0.0, 0.0]])
+@pytest.mark.parametrize("width", [1, 7])            # 3 classes, and 21: the row kernel
+def test_finite_at_saturation(gamma, width):
+    x = np.tile(np.array([[60.0, 0.0, 0.0], [-60.0, 0.0, 0.0], [1e4, -1e4, 0.0], [0.0, 0.0, 0.0]]),
+                (1, width))
     labels = np.array([0, 0, 0, 2])
     value, grad = fl.get("softmax_focal", gamma=gamma).value_and_grad(labels, x, reduction="none")
     assert np.isfinite(value).all() and np.isfinite(grad).all()
@@ -60,9 +63,10 @@ def _torch_hess_diag(x, labels, gamma, w):
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 3.5])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
-def test_grad_hess_is_the_hessian_diagonal_of_pytorch(gamma, dtype, backend, rng):
-    x = (rng.normal(size=(12, 6)) * 3).astype(dtype)
-    labels = rng.integers(0, 6, 12)
+@pytest.mark.parametrize("C", [6, 20])
+def test_grad_hess_is_the_hessian_diagonal_of_pytorch(gamma, dtype, backend, C, rng):
+    x = (rng.normal(size=(12, C)) * 3).astype(dtype)
+    labels = rng.integers(0, C, 12)
     w = rng.uniform(0.5, 2.0, 12)
     g, h = fl.get("softmax_focal", gamma=gamma).grad_hess(labels, x, sample_weight=w,
                                                            backend=backend)

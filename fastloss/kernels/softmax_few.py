@@ -27,7 +27,8 @@ from numba import njit, prange
 
 from . import fmath
 from .as_kernel import as_kernel
-from .softmax import _OPTIONS, _weight, diag_hess, target_weight
+from .softmax import (_OPTIONS, _weight, diag_hess, focal_curvature, focal_diag_hess,
+                      focal_factors, target_weight)
 
 FEW = 16        # rows of at most this many classes take this kernel
 BLOCK = 256
@@ -178,4 +179,52 @@ def _store(by_label, labels, targets, class_weight, eps, scale, spread, lo, n, e
             if hess is not None:
                 hess[i, j] = diag_hess(sr * a[k], e[j, k] * total[k]) if keep[k] else 0.0
 
-as_kernel(cross_entropy_few, "softmax-cross_entropy_few")
+@njit(parallel=True, **_OPTIONS)
+def softmax_focal_few(x, labels, sample_weight, gamma, scale, out, hess, row_loss):
+    """``softmax.softmax_focal_rows`` by blocks of rows: the loss -(1 - p_t)^gamma log p_t of
+    each row, its gradient (and the Hessian's diagonal, where ``hess`` is given) times
+    ``scale``.  Labels are checked before the call: each is in [0, C)."""
+    N, C = x.shape
+    blocks = (N + BLOCK - 1) // BLOCK
+    for task in prange((blocks + _BLOCKS_A_TASK - 1) // _BLOCKS_A_TASK):
+        e = np.empty((C, BLOCK + 8))        # rows 33 cache lines apart, not 32: not all in one set
+        m = np.empty(BLOCK)
+        total = np.empty(BLOCK)
+        lp = np.empty(BLOCK)                # log p_t
+        k_grad = np.empty(BLOCK)            # scale r A (focal_factors)
+        k_hess = np.empty(BLOCK)            # scale r B (focal_curvature)
+        inv_q = np.empty(BLOCK)
+        for b in range(task * _BLOCKS_A_TASK, min(blocks, (task + 1) * _BLOCKS_A_TASK)):
+            lo = b * BLOCK
+            n = min(N - lo, BLOCK)
+            for k in range(n):
+                for j in range(C):
+                    e[j, k] = x[lo + k, j]
+            _row_maxima(e, n, m)
+            for k in range(n):
+                lp[k] = e[labels[lo + k], k] - m[k]
+            _shifted_exponentials(e, n, m, total)
+            for k in range(n):
+                lp[k] -= fmath.flog(total[k])
+                total[k] = 1.0 / total[k]
+                r = _weight(sample_weight, lo + k)
+                qg, a = focal_factors(lp[k], gamma)
+                row_loss[lo + k] = -r * qg * lp[k]
+                k_grad[k] = scale * r * a
+                if hess is not None:
+                    curvature, inv_q[k] = focal_curvature(lp[k], gamma)
+                    k_hess[k] = scale * r * curvature
+            if out is None:
+                continue
+            for k in range(n):
+                i = lo + k
+                t = labels[i]
+                for j in range(C):
+                    pj = e[j, k] * total[k]
+                    out[i, j] = k_grad[k] * ((1.0 if j == t else 0.0) - pj)
+                    if hess is not None:
+                        hess[i, j] = focal_diag_hess(pj, j == t, k_grad[k], k_hess[k], inv_q[k])
+
+
+for _kernel in (cross_entropy_few, softmax_focal_few):
+    as_kernel(_kernel, f"softmax-{_kernel.__name__}")
