@@ -38,9 +38,12 @@ _BLOCKS_A_TASK = 4
 
 
 @njit(**_OPTIONS)
-def _row_maxima(e, n, m):
-    """m[k] = max_j e[j, k] for the first n columns; a NaN in row 0 stays, later ones are
-    skipped (their exponentials make the row NaN)."""
+def _load(x, lo, n, e, m):
+    """e[j, k] = x[lo + k, j] in float64 for the n rows from ``lo``, and m[k] = max_j e[j, k]:
+    a NaN in column 0 stays, later ones are skipped (their exponentials make the row NaN)."""
+    for k in range(n):
+        for j in range(x.shape[1]):
+            e[j, k] = x[lo + k, j]
     for k in range(n):
         m[k] = e[0, k]
     for j in range(1, e.shape[0]):
@@ -103,10 +106,7 @@ def cross_entropy_few(x, labels, targets, class_weight, sample_weight, ignore_in
         for b in range(task * _BLOCKS_A_TASK, min(blocks, (task + 1) * _BLOCKS_A_TASK)):
             lo = b * BLOCK
             n = min(N - lo, BLOCK)
-            for k in range(n):
-                for j in range(C):
-                    e[j, k] = x[lo + k, j]
-            _row_maxima(e, n, m)
+            _load(x, lo, n, e, m)
             if by_label:
                 _label_sums(labels, class_weight, sample_weight, ignore_index, eps, spread,
                             total_spread, lo, n, e, m, hit, a, bx, r, keep)
@@ -197,10 +197,7 @@ def softmax_focal_few(x, labels, sample_weight, gamma, scale, out, hess, row_los
         for b in range(task * _BLOCKS_A_TASK, min(blocks, (task + 1) * _BLOCKS_A_TASK)):
             lo = b * BLOCK
             n = min(N - lo, BLOCK)
-            for k in range(n):
-                for j in range(C):
-                    e[j, k] = x[lo + k, j]
-            _row_maxima(e, n, m)
+            _load(x, lo, n, e, m)
             for k in range(n):
                 lp[k] = e[labels[lo + k], k] - m[k]
             _shifted_exponentials(e, n, m, total)
