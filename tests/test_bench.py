@@ -85,3 +85,17 @@ def test_counts_below_one_are_refused_not_ignored(argv, capsys):
 def test_counts_may_be_written_as_floats_or_with_underscores():
     from fastloss.cli import _count
     assert (_count("1e7"), _count("10_000_000"), _count("12")) == (10_000_000, 10_000_000, 12)
+
+
+def test_the_adapter_rows_time_every_installed_trainer():
+    """``fastloss bench --adapters`` on small inputs: a row per case of each library installed,
+    each time positive (the multiclass objective's included)."""
+    pytest.importorskip("xgboost")
+    from fastloss.bench import adapters
+    rows = adapters.measure(n=20_000, repeats=1)
+    cases = {(lib, case) for lib, case, *_ in rows}
+    assert ("xgboost", "softmax objective (2e+03, 10)") in cases
+    for lib, case, *times in rows:
+        assert any(t is not None for t in times), case
+        assert all(t is None or 0 < t < 60 for t in times), (case, times)
+    assert adapters.table(rows).count("\n") == len(rows)

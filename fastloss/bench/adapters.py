@@ -3,7 +3,8 @@
 * PyTorch: forward + backward of the fastloss module against
   ``loss.value_and_grad`` on the same memory, and against PyTorch's own module.
 * XGBoost and LightGBM: the objective callable (label and weight reads from
-  the library's dataset included) against the bare ``grad_hess``; and the
+  the library's dataset included) against the bare ``grad_hess`` (for XGBoost
+  also cross_entropy's, over (n, 10) scores); and the
   time of boosting rounds with the fastloss objective against the library's
   built-in objective (trees included, one thread).
 Best of ``repeats``; libraries that are not installed are left out.
@@ -23,7 +24,7 @@ def _torch(n, repeats, rng):
     rows = []
     y = rng.standard_normal(n).astype(np.float32)
     p = rng.standard_normal(n).astype(np.float32)
-    N, C = 2048, 32000
+    N, C = (2048, 32000) if n >= 1_000_000 else (64, 1000)     # small n: a smoke run
     logits = rng.standard_normal((N, C)).astype(np.float32)
     labels = rng.integers(0, C, N)
     for label, name, fast, ref, target, x in (
@@ -63,8 +64,16 @@ def _xgboost(n, repeats, rng):
     custom = _boosting_rounds(lambda: xgb.train(params, d, 10, obj=obj), 2)
     builtin = _boosting_rounds(lambda: xgb.train(dict(params, objective="binary:logistic"), d,
                                                  10), 2)
+    # multiclass: cross_entropy's grad_hess over (n, 10) scores, labels read as floats
+    labels = rng.integers(0, 10, n).astype(np.float32)
+    dm = xgb.DMatrix(X, label=labels)
+    softmax = fx.objective("cross_entropy")
+    scores = rng.standard_normal((n, 10)).astype(np.float32)
+    bare_m = best_time(lambda: softmax.loss.grad_hess(labels.astype(np.int64), scores), repeats)
+    adapter_m = best_time(lambda: softmax(scores, dm), repeats)
     return [("xgboost", f"logistic objective n={n:.0e}", bare, adapter, None),
-            ("xgboost", "10 rounds: fastloss objective vs binary:logistic", None, custom, builtin)]
+            ("xgboost", "10 rounds: fastloss objective vs binary:logistic", None, custom, builtin),
+            ("xgboost", f"softmax objective ({n:.0e}, 10)", bare_m, adapter_m, None)]
 
 
 def _lightgbm(n, repeats, rng):
