@@ -198,3 +198,18 @@ def result(buf, out, x):
 
 def host(a):
     return a
+
+
+def warn_at_caller(message, category=RuntimeWarning):
+    """``warnings.warn`` attributed to the first frame outside the fastloss package: the
+    user's line, however deep in the package the warning is raised (a fixed stacklevel
+    pointed inside it, or past the user, on some call paths)."""
+    import os
+    import sys
+    import warnings
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+

@@ -11,7 +11,6 @@ respect to the logits.  The CPU kernels are ``fastloss.kernels.softmax`` (a row 
 a time) and, for rows of at most 16 classes, ``softmax_few`` (blocks of rows across
 vector lanes); the reference is ``fastloss.backends.reference``.
 """
-import warnings
 
 import numpy as np
 
@@ -143,13 +142,14 @@ def _backend_name(backend, *arrays):
     return name
 
 
-def _total(total, denom, reduction):
-    """The sum of the row losses as the reduced value: itself ("sum") or over the denominator."""
+def _total(total, denom, reduction, loss_name):
+    """The sum of the row losses as the reduced value: itself ("sum") or over the denominator
+    (NaN, with a warning naming ``loss_name``, where that is 0)."""
     if reduction == "sum":
         return total
     if denom == 0:
-        warnings.warn("cross_entropy: the mean is over no weight (empty input, all targets "
-                      "ignored, or zero weights)", RuntimeWarning, stacklevel=4)
+        v.warn_at_caller(f"{loss_name}: the mean is over no weight (empty input, all targets "
+                         "ignored, or zero weights)")
         return float("nan")
     return total / denom
 
@@ -157,7 +157,7 @@ def _total(total, denom, reduction):
 def _cuda_call(loss, y_true, x, sample_weight, reduction, grad=False, out=None):
     """(value, gradient or None) of a row loss on the CUDA backend (``loss._cuda``)."""
     value, g, _, denom = loss._cuda(y_true, x, sample_weight, reduction, grad=grad, out=out)
-    return (value if reduction == "none" else _total(value, denom, reduction)), g
+    return (value if reduction == "none" else _total(value, denom, reduction, loss.name)), g
 
 
 def _cuda_partial(loss, y_true, x, sample_weight):
@@ -288,11 +288,10 @@ class CrossEntropy:
                           hess, rows)
         return rows
 
-    @staticmethod
-    def _reduce(rows, denom, reduction):
+    def _reduce(self, rows, denom, reduction):
         if reduction == "none":
             return rows
-        return _total(float(rows.sum()), denom, reduction)
+        return _total(float(rows.sum()), denom, reduction, self.owner)
 
     def _cuda_launch(self):
         p = self.params
@@ -417,6 +416,7 @@ class LinearCrossEntropy:
             raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
         self.chunk_size = chunk_size
         self.ce = CrossEntropy(**options)
+        self.ce.owner = self.name               # named in label errors and warnings
 
     def __repr__(self):
         return _get_repr(self.name, {"chunk_size": self.chunk_size, **self.ce.params})
@@ -464,7 +464,8 @@ class LinearCrossEntropy:
             from .backends.cuda.linear import linear_cross_entropy
             value, grads, denom = linear_cross_entropy(self, y_true, hidden, weight, bias,
                                                        sample_weight, reduction, want_grad)
-            return (value if reduction == "none" else _total(value, denom, reduction)), grads
+            return (value if reduction == "none"
+                    else _total(value, denom, reduction, self.name)), grads
         h, w, b = self._check(hidden, weight, bias)
         N, C = h.shape[0], w.shape[0]
         labels, targets, sw = self.ce._targets(y_true, N, C, sample_weight)
@@ -603,7 +604,8 @@ class NLL:
         if _backend_name(backend, y_true, log_probs, sample_weight) == "cuda":
             return _cuda_call(self, y_true, log_probs, sample_weight, reduction)[0]
         result, _, dtype = self._host(y_true, log_probs, sample_weight, backend, reduction)
-        return result.astype(dtype) if reduction == "none" else _total(*result, reduction)
+        return (result.astype(dtype) if reduction == "none"
+                else _total(*result, reduction, self.name))
 
     value = __call__
 
@@ -621,7 +623,8 @@ class NLL:
             return _cuda_call(self, y_true, log_probs, sample_weight, reduction, True, out)
         result, grad, dtype = self._host(y_true, log_probs, sample_weight, backend, reduction,
                                          True, out)
-        return (result.astype(dtype) if reduction == "none" else _total(*result, reduction)), grad
+        return (result.astype(dtype) if reduction == "none"
+                else _total(*result, reduction, self.name)), grad
 
     def grad(self, y_true, log_probs, *, sample_weight=None, reduction="mean", out=None,
              backend=None):

@@ -498,3 +498,21 @@ def test_row_losses_nan_and_inf_patterns_match_the_reference(name, params, speci
         finite = np.isfinite(expected)
         np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-12, atol=1e-300)
     assert np.isfinite(cpu_results[0][[0, 3, 5]]).all()
+
+
+@pytest.mark.parametrize("name", ["cross_entropy", "nll", "softmax_focal", "multi_margin",
+                                  "linear_cross_entropy"])
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_a_mean_over_no_weight_warns_naming_the_loss(name, backend, rng):
+    """Zero sample weights: the mean is NaN with a RuntimeWarning that names the loss used
+    (it named cross_entropy for every row loss), raised at the caller's line."""
+    x = rng.standard_normal((6, 4))
+    y = rng.integers(0, 4, 6)
+    loss = fl.get(name)
+    args = (y, x, np.eye(4)) if name == "linear_cross_entropy" else (y, x)
+    for method in (loss, loss.value_and_grad):
+        with pytest.warns(RuntimeWarning, match=rf"^{name}: the mean is over no weight") as record:
+            result = method(*args, sample_weight=np.zeros(6), backend=backend)
+        value = result if method is loss else result[0]
+        assert np.isnan(value)
+        assert record[0].filename == __file__
