@@ -8,11 +8,11 @@ there are.  States merge (for data split over processes) and serialize to a
 small dict of plain numbers (for Spark, Ray or a file).
 """
 import math
-import warnings
 
 import numpy as np
 
 from . import backends
+from ._validation import warn_at_caller
 
 # With several losses, long updates are cut into pieces of about this many
 # elements, so the losses after the first read each piece from cache.
@@ -220,8 +220,7 @@ class Accumulator:
             return total
         denom = self._denoms[label].value
         if denom == 0:
-            warnings.warn(f"{label}: the mean is over no data (or zero total weight)",
-                          RuntimeWarning, stacklevel=3)
+            warn_at_caller(f"{label}: the mean is over no data (or zero total weight)")
             return float("nan")
         return total / denom
 

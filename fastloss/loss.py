@@ -1,6 +1,5 @@
 """The Loss object: validation, backend choice and reductions around the kernels."""
 import functools
-import warnings
 
 import numpy as np
 
@@ -20,8 +19,15 @@ def _resolve_backend(backend, *arrays):
     return backends.load(name)
 
 
-def _empty_mean():
-    warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=4)
+def _empty_mean(name):
+    v.warn_at_caller(f"{name}: the mean of an empty input is nan (as NumPy's "
+                               "'Mean of empty slice')")
+    return float("nan")
+
+
+def _no_weight(name):
+    v.warn_at_caller(f"{name}: sample_weight sums to 0; the weighted mean is "
+                               "undefined (nan)")
     return float("nan")
 
 
@@ -135,18 +141,14 @@ class Loss:
         if reduction == "sum":
             return float(total)
         if x.size == 0:
-            return _empty_mean()
+            return _empty_mean(self.name)
         if denom == 0:
-            warnings.warn("sample_weight sums to 0; the weighted mean is undefined",
-                          RuntimeWarning, stacklevel=3)
-            return float("nan")
+            return _no_weight(self.name)
         return float(total) / denom
 
     def _grad_scale(self, denom):
         if denom == 0:
-            warnings.warn("sample_weight sums to 0; the weighted mean is undefined",
-                          RuntimeWarning, stacklevel=4)
-            return float("nan")
+            return _no_weight(self.name)
         return 1.0 / denom
 
     def grad(self, y_true, y_pred, *, sample_weight=None, reduction="mean", out=None, backend=None):
@@ -183,7 +185,8 @@ class Loss:
             self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, values), x, be)
             be.grad(self.name, x.y, x.p, x.w, self._theta, 1.0, buf)
             return be.arrays.result(values, None, x), be.arrays.result(buf, out, x)
-        scale = self._grad_scale(denom) if x.size else 1.0
+        # the value's reduction warns of a zero weight sum, once for the pair
+        scale = (1.0 / denom if denom else float("nan")) if x.size else 1.0
         total, bad = be.value_and_grad(self.name, x.y, x.p, x.w, self._theta, scale, buf)
         self._check_domain(bad, x, be)
         return self._reduce(total, denom, x, reduction), be.arrays.result(buf, out, x)

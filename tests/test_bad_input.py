@@ -516,3 +516,30 @@ def test_a_mean_over_no_weight_warns_naming_the_loss(name, backend, rng):
         value = result if method is loss else result[0]
         assert np.isnan(value)
         assert record[0].filename == __file__
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_elementwise_mean_warnings_name_the_loss_at_the_callers_line(backend):
+    """An empty input or zero total weight under "mean": NaN with a RuntimeWarning that
+    names the loss and is attributed to the caller's line on every path (fl.mse went
+    through one more frame than Loss.__call__, so a fixed stacklevel pointed inside
+    fastloss)."""
+    huber = fl.get("huber")
+    empty = np.zeros(0)
+    y, p, zero_w = np.ones(3), np.zeros(3), np.zeros(3)
+    calls = [
+        (lambda: fl.huber(empty, empty, backend=backend), "empty"),
+        (lambda: huber(empty, empty, backend=backend), "empty"),
+        (lambda: huber.value_and_grad(empty, empty, backend=backend)[0], "empty"),
+        (lambda: fl.huber(y, p, sample_weight=zero_w, backend=backend), "sums to 0"),
+        (lambda: huber(y, p, sample_weight=zero_w, backend=backend), "sums to 0"),
+        (lambda: huber.value_and_grad(y, p, sample_weight=zero_w, backend=backend)[0],
+         "sums to 0"),
+        (lambda: huber.grad(y, p, sample_weight=zero_w, backend=backend)[0], "sums to 0"),
+        (lambda: fl.Accumulator("huber").result(), "no data"),
+    ]
+    for call, what in calls:
+        with pytest.warns(RuntimeWarning, match=rf"^huber: .*{what}") as record:
+            assert np.isnan(call())
+        assert len(record) == 1
+        assert record[0].filename == __file__, (what, record[0].filename)
