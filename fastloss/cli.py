@@ -237,17 +237,23 @@ def score(args):
     from .score import score as score_files
     from .sources import SourceError
 
+    import warnings
+
     import fastloss as fl
     try:
         if args.threads:
             fl.set_num_threads(args.threads)
-        result = score_files(args.loss, args.y_true, args.y_pred, args.sample_weight,
-                             params=_parse_params(args.param), reduction=args.reduction,
-                             chunk_rows=args.chunk_rows,
-                             progress=not args.quiet and sys.stderr.isatty())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            result = score_files(args.loss, args.y_true, args.y_pred, args.sample_weight,
+                                 params=_parse_params(args.param), reduction=args.reduction,
+                                 chunk_rows=args.chunk_rows,
+                                 progress=not args.quiet and sys.stderr.isatty())
     except (SourceError, ValueError, TypeError, OSError) as e:
         print(f"fastloss score: error: {e}", file=sys.stderr)
         return 2
+    for warning in caught:
+        print(f"fastloss score: warning: {warning.message}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
     else:

@@ -293,3 +293,19 @@ def test_a_partitioned_parquet_directory_reads_as_one_column(tmp_path, capsys, r
         (tmp_path / "empty").mkdir(exist_ok=True)
         code, out, err = run_cli(capsys, "huber", *args, "--y-pred", f"{data}:p")
         assert code == 2 and message in err
+
+
+def test_empty_files_print_nan_and_a_one_line_warning(tmp_path, capsys):
+    """Scoring empty files: nan ("mean") or 0.0 ("sum"), exit 0, and the accumulator's
+    warning as one line naming the command (it came out as a Python warning quoting
+    the console script's own source line)."""
+    for name in ("y", "p"):
+        np.save(tmp_path / f"{name}.npy", np.zeros(0))
+    args = ("mse", "--y-true", str(tmp_path / "y.npy"), "--y-pred", str(tmp_path / "p.npy"))
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0 and out.strip() == "nan"
+    warning_lines = [line for line in err.splitlines() if "warning" in line]
+    assert warning_lines == ["fastloss score: warning: mse: the mean is over no data "
+                             "(or zero total weight)"], err
+    code, out, err = run_cli(capsys, *args, "--reduction", "sum")
+    assert code == 0 and float(out) == 0.0 and "warning" not in err
