@@ -74,7 +74,8 @@ class LossSpec:
     # Its value and gradient are computed in float32 for float32 data by the CPU backend
     # (the value also by the CUDA one): a few ulp of float32, within the float32 accuracy
     # contract, twice the vector lanes of float64.  Set for the losses whose scalar value
-    # and gradient functions are written for either precision.
+    # and gradient functions are written for either precision (or, with
+    # float64_value_maths, whose value takes float32 operands into float64 maths).
     float32_value: bool = False
     # (param, value): the CPU kernels are also built with this parameter as a compiled
     # constant, used when a call passes that value (its default, usually; see backends.cpu).
@@ -94,6 +95,12 @@ class LossSpec:
     # arithmetic losses, a handful of operations per element: the second pass would cost
     # more than the float32 lanes save.
     float32_in_one_pass: bool = False
+    # With float32_value: the value function computes in float64 from the float32
+    # operands it is given.  kl_div's terms cancel where the divergence is small, so
+    # float32 arithmetic would leave its total far outside the float32 accuracy contract;
+    # its float32 kernels keep in float32 only what float32 holds exactly (the inputs,
+    # the log's exponent split, a reciprocal refined in float64) and the gradient.
+    float64_value_maths: bool = False
     # Kinds among those (FLOAT32_KINDS of backends.cpu) compiled at LLVM's own vector width,
     # the float64 sum's eight lanes, instead of sixteen: where the float32 maths is a
     # subtraction and a square or an absolute value, the eight-lane value loop read memory
@@ -350,6 +357,9 @@ register(LossSpec(
     extra_reductions=("batchmean",),
     example_y_domain="unit",
     constant_param=("log_target", False),
+    float32_value=True,
+    float32_in_one_pass=True,
+    float64_value_maths=True,
     float32_interleave=4,
     float32_interleave_exempt_kinds=("reduce_value", "value_none"),
 ))

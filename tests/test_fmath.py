@@ -147,6 +147,33 @@ def test_log_of_positive_matches_log_on_positive_numbers(dtype):
 
 
 @njit
+def _log_in_float64(x, out):
+    for i in range(x.shape[0]):
+        out[i] = fmath.log_of_positive_in_float64(x[i])
+
+
+def test_log_of_float32_in_float64_is_float64_accurate():
+    """A float32 argument's log in float64 (kl_div's y log y for float32 data) is as
+    accurate as a float64 log: within 1.5 float64 ulp for every
+    positive float32 (random bit patterns over all binades, a whole binade around 1,
+    the reduction's edge at sqrt(2)/2, subnormals); finite at 0 and +inf."""
+    rng = np.random.default_rng(23)
+    random_bits = rng.integers(1, 0x7F800000, 2_000_000).astype(np.uint32)
+    around_one = np.arange(0x3F000000, 0x3F800000 + (1 << 20), 7, dtype=np.uint32)
+    edge = np.arange(0x3F3504F3 - 5000, 0x3F3504F3 + 5000, dtype=np.uint32)
+    subnormal = np.arange(1, 1 << 23, 997, dtype=np.uint32)
+    x = np.concatenate([random_bits, around_one, edge, subnormal]).view(np.float32)
+    out = np.empty(x.shape[0])
+    _log_in_float64(x, out)
+    exact = np.log(x.astype(np.longdouble))
+    ulps = np.abs(out - exact) / np.spacing(np.abs(exact.astype(np.float64)))
+    ulps[exact == 0] = np.abs(out[exact == 0]) / 5e-324
+    assert ulps.max() <= 1.5, f"{ulps.max()} ulp at x={x[ulps.argmax()]!r}"
+    _log_in_float64(np.array([0.0, np.inf], np.float32), out[:2])
+    assert np.all(np.isfinite(out[:2])) and out[0] < -100 and out[1] > 80
+
+
+@njit
 def _quotients(a, b, out):
     for i in range(a.shape[0]):
         out[i] = fmath.log1p_quotient(a[i], b[i])

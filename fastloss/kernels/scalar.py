@@ -6,7 +6,8 @@ and the loss's parameters as a tuple of floats in the order of its
 ``LossSpec.float32_value`` are written for either precision (constants through
 ``fmath.as_type_of``, transcendentals from ``fmath``'s type-generic functions):
 for float32 data the CPU kernels run them on float32 (y, p), the float64
-kernels on float64, from the same source.  The kernel templates (``fastloss.backends.cpu``) turn
+kernels on float64, from the same source (kl_div's value computes in float64
+from float32 operands: ``LossSpec.float64_value_maths``).  The kernel templates (``fastloss.backends.cpu``) turn
 these into fused parallel loops; they are compiled without fast-math so that
 the stable forms below are kept as written.  Transcendental functions come from
 ``fmath`` so that the loops vectorize.
@@ -204,16 +205,22 @@ def poisson_nll_hess(y, p, th):
 
 @jit
 def kl_div_value(y, p, th):
+    """In float64 whatever the inputs' float type: the terms of a small divergence cancel,
+    so float32 arithmetic would not hold its float32 accuracy.  For float32 y the log
+    takes y's exponent and mantissa in float32 lanes (``log_of_positive_in_float64``)."""
     log_target = th[0] != 0.0
-    with_log_target = fmath.fexp(y) * (y - p)
-    # y log y (x log x -> 0 at 0; +inf stays +inf: log_of_positive is finite and positive there)
-    ylogy = y * fmath.log_of_positive(y) if y > 0.0 else (0.0 if y == 0.0 else np.nan)
-    return with_log_target if log_target else ylogy - y * p
+    y64 = np.float64(y)
+    p64 = np.float64(p)
+    with_log_target = fmath.fexp(y64) * (y64 - p64)
+    # y log y: 0 at y = 0, +inf at +inf (the log is finite there), NaN for y < 0
+    ylogy = y64 * fmath.log_of_positive_in_float64(y)
+    ylogy = np.nan if y < fmath.as_type_of(0.0, y) else ylogy
+    return with_log_target if log_target else ylogy - y64 * p64
 
 
 @jit
 def kl_div_grad(y, p, th):
-    return (-fmath.fexp(y) if th[0] != 0.0 else -y) + 0.0 * p
+    return (-fmath.exp(y) if th[0] != 0.0 else -y) + fmath.as_type_of(0.0, p) * p
 
 
 @jit
