@@ -12,6 +12,8 @@ are computed in float32 (sixteen AVX-512 lanes instead of eight), the values
 still summed in float64: by the float32 templates (a block's values to a
 buffer, then summed) for the transcendental losses, and in the one pass of the
 float64 templates for the arithmetic ones (``LossSpec.float32_in_one_pass``).
+kl_div's value takes its float32 operands into float64 maths
+(``LossSpec.float64_value_maths``).
 Small inputs run a serial build of the same template (``PARALLEL_MIN_SIZE``),
 since starting threads costs more there; the choice depends on the size
 only, and the two builds agree to the last bit or two (LLVM may vectorize
