@@ -21,13 +21,13 @@ def _resolve_backend(backend, *arrays):
 
 def _empty_mean(name):
     v.warn_at_caller(f"{name}: the mean of an empty input is nan (as NumPy's "
-                               "'Mean of empty slice')")
+                     "'Mean of empty slice')")
     return float("nan")
 
 
 def _no_weight(name):
     v.warn_at_caller(f"{name}: sample_weight sums to 0; the weighted mean is "
-                               "undefined (nan)")
+                     "undefined (nan)")
     return float("nan")
 
 

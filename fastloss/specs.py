@@ -97,9 +97,9 @@ class LossSpec:
     float32_in_one_pass: bool = False
     # With float32_value: the value function computes in float64 from the float32
     # operands it is given.  kl_div's terms cancel where the divergence is small, so
-    # float32 arithmetic would leave its total far outside the float32 accuracy contract;
-    # its float32 kernels keep in float32 only what float32 holds exactly (the inputs,
-    # the log's exponent split, a reciprocal refined in float64) and the gradient.
+    # float32 arithmetic would leave its total far outside the float32 accuracy contract.
+    # Its float32 kernels read float32 (sixteen lanes) and take a shorter float64 log of
+    # float32 arguments (fmath.flog_of_float32); its gradient is float32 arithmetic.
     float64_value_maths: bool = False
     # Kinds among those (FLOAT32_KINDS of backends.cpu) compiled at LLVM's own vector width,
     # the float64 sum's eight lanes, instead of sixteen: where the float32 maths is a

@@ -7,10 +7,11 @@ and the loss's parameters as a tuple of floats in the order of its
 ``fmath.as_type_of``, transcendentals from ``fmath``'s type-generic functions):
 for float32 data the CPU kernels run them on float32 (y, p), the float64
 kernels on float64, from the same source (kl_div's value computes in float64
-from float32 operands: ``LossSpec.float64_value_maths``).  The kernel templates (``fastloss.backends.cpu``) turn
-these into fused parallel loops; they are compiled without fast-math so that
-the stable forms below are kept as written.  Transcendental functions come from
-``fmath`` so that the loops vectorize.
+from float32 operands: ``LossSpec.float64_value_maths``).  The kernel
+templates (``fastloss.backends.cpu``) turn these into fused parallel loops;
+they are compiled without fast-math so that the stable forms below are kept as
+written.  Transcendental functions come from ``fmath`` so that the loops
+vectorize.
 """
 import math
 
@@ -207,7 +208,7 @@ def poisson_nll_hess(y, p, th):
 def kl_div_value(y, p, th):
     """In float64 whatever the inputs' float type: the terms of a small divergence cancel,
     so float32 arithmetic would not hold its float32 accuracy.  For float32 y the log
-    takes y's exponent and mantissa in float32 lanes (``log_of_positive_in_float64``)."""
+    is ``fmath.flog_of_float32``, shorter than the general float64 one."""
     log_target = th[0] != 0.0
     y64 = np.float64(y)
     p64 = np.float64(p)
