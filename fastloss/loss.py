@@ -146,9 +146,11 @@ class Loss:
             return _no_weight(self.name)
         return float(total) / denom
 
-    def _grad_scale(self, denom):
+    def _grad_scale(self, denom, warn=True):
+        """1 / denom: NaN where it is 0, with a warning unless ``warn`` is False (the
+        value's reduction warns instead)."""
         if denom == 0:
-            return _no_weight(self.name)
+            return _no_weight(self.name) if warn else float("nan")
         return 1.0 / denom
 
     def grad(self, y_true, y_pred, *, sample_weight=None, reduction="mean", out=None, backend=None):
@@ -185,8 +187,7 @@ class Loss:
             self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, values), x, be)
             be.grad(self.name, x.y, x.p, x.w, self._theta, 1.0, buf)
             return be.arrays.result(values, None, x), be.arrays.result(buf, out, x)
-        # the value's reduction warns of a zero weight sum, once for the pair
-        scale = (1.0 / denom if denom else float("nan")) if x.size else 1.0
+        scale = self._grad_scale(denom, warn=False) if x.size else 1.0
         total, bad = be.value_and_grad(self.name, x.y, x.p, x.w, self._theta, scale, buf)
         self._check_domain(bad, x, be)
         return self._reduce(total, denom, x, reduction), be.arrays.result(buf, out, x)

@@ -23,6 +23,7 @@ import numpy as np
 import fastloss as fl
 from fastloss.backends import cpu
 from fastloss.examples import inputs
+from fastloss.kernels.softmax_few import FEW
 
 weighted = sys.argv[1] == "weighted"
 rng = np.random.default_rng(0)
@@ -34,9 +35,9 @@ for line in sys.stdin:
             calls = [inputs(name, n, rng, dtype)]
         else:
             calls = []
-            # rows of 16 classes take the softmax losses' kernels for few classes, of 32
-            # their row kernels
-            for C in (16, 32) if name in ("cross_entropy", "softmax_focal") else (16,):
+            # rows of FEW classes take the softmax losses' kernels for few classes, of
+            # 2 FEW their row kernels
+            for C in (FEW, 2 * FEW) if name in ("cross_entropy", "softmax_focal") else (16,):
                 x = rng.standard_normal((n // C or 1, C)).astype(dtype)
                 calls.append((rng.integers(0, C, x.shape[0]), x))
                 if name == "cross_entropy":
