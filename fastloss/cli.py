@@ -191,8 +191,8 @@ def bench(args):
           f"2 reads + 1 write {bw['read_write']:.1f} GB/s")
     beside = [r.bandwidth for r in rows if r.bandwidth]
     if beside:
-        print("each loss's share is of the bandwidth probed right before and after its own "
-              f"runs, with streams of its size: read {min(b['read'] for b in beside):.1f}-"
+        print("each loss's share is of the bandwidth probed in turn with its own runs, "
+              f"with streams of its size: read {min(b['read'] for b in beside):.1f}-"
               f"{max(b['read'] for b in beside):.1f} GB/s, 2 reads + 1 write "
               f"{min(b['read_write'] for b in beside):.1f}-{max(b['read_write'] for b in beside):.1f}")
     print()

@@ -99,3 +99,24 @@ def test_the_adapter_rows_time_every_installed_trainer():
         assert any(t is not None for t in times), case
         assert all(t is None or 0 < t < 60 for t in times), (case, times)
     assert adapters.table(rows).count("\n") == len(rows)
+
+
+def test_best_of_rounds_times_each_call_in_turn_and_keeps_each_ones_best(monkeypatch):
+    """The bandwidth probes and the kernel whose share they give are timed in the same
+    rounds (in turn, each timed call right after an untimed one of the same function),
+    and each keeps its own best time."""
+    clock = [0.0]
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: clock[0])
+    durations = {"probe": [9.0, 6.0, 1.0, 4.0, 1.0, 5.0],
+                 "kernel": [7.0, 8.0, 1.0, 3.0, 1.0, 2.0]}
+    calls = []
+
+    def timed(name):
+        def run():
+            clock[0] += durations[name][sum(c == name for c in calls)]
+            calls.append(name)
+        return run
+
+    best = throughput.best_of_rounds([timed("probe"), timed("kernel")], 3)
+    assert calls == ["probe", "probe", "kernel", "kernel"] * 3
+    assert best == (4.0, 2.0)       # the untimed calls (9, 1, 1 and 7, 1, 1) are not counted

@@ -9,7 +9,6 @@
   built-in objective (trees included, one thread).
 Best of ``repeats``; libraries that are not installed are left out.
 """
-import time
 
 import numpy as np
 

@@ -118,14 +118,25 @@ class Beside:
         self.out = np.empty(n, np.float32)
         self.repeats = repeats
 
-    def __call__(self):
-        """{"read": GB/s, "read_write": GB/s} now (2 and 3 read streams; the triad)."""
+    def probes(self):
+        """[(run, bytes, rate)]: each probe as a call to time, the bytes it moves and the
+        rate it measures ("read": 2 and 3 read streams; "read_write": the triad)."""
         a, c, d = self.arrays
         nbytes = 4 * a.shape[0]
-        read = max(2 * nbytes / _best(_read2, (a, c), self.repeats),
-                   3 * nbytes / _best(_read3, (a, c, d), self.repeats))
-        read_write = 3 * nbytes / _best(_triad, (a, c, self.out), self.repeats)
-        return {"read": read / 1e9, "read_write": read_write / 1e9, "detail": []}
+        return [(lambda: _read2(a, c), 2 * nbytes, "read"),
+                (lambda: _read3(a, c, d), 3 * nbytes, "read"),
+                (lambda: _triad(a, c, self.out), 3 * nbytes, "read_write")]
+
+    def rates(self, seconds):
+        """{"read": GB/s, "read_write": GB/s} from the best seconds of each of ``probes()``."""
+        rates = {"read": 0.0, "read_write": 0.0, "detail": []}
+        for (_, nbytes, rate), s in zip(self.probes(), seconds):
+            rates[rate] = max(rates[rate], nbytes / s / 1e9)
+        return rates
+
+    def __call__(self):
+        """{"read": GB/s, "read_write": GB/s} now (2 and 3 read streams; the triad)."""
+        return self.rates([_best(run, (), self.repeats) for run, _, _ in self.probes()])
 
 
 def best_of(*measurements):

@@ -13,7 +13,7 @@ import fastloss as fl
 from fastloss.examples import inputs
 
 from .startup import _seconds
-from .throughput import best_time
+from .throughput import best_of_rounds
 
 _DEFINE = """
 import numpy as np, fastloss as fl
@@ -54,20 +54,9 @@ def measure(n=10_000_000, dtype=np.float32, repeats=5):
         calls = {"value": [lambda f=loss: f(y, p) for loss in losses],
                  "value_and_grad": [lambda f=loss.value_and_grad: f(y, p, out=out)
                                     for loss in losses]}
-        results[(custom, builtin)] = {method: _best_of_rounds(fns, repeats)
+        results[(custom, builtin)] = {method: best_of_rounds(fns, repeats)
                                       for method, fns in calls.items()}
     return results
-
-
-def _best_of_rounds(fns, repeats):
-    """The best seconds of each of ``fns``, run in turn in each of ``repeats`` rounds."""
-    for fn in fns:
-        fn()
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            best[i] = min(best[i], best_time(fn, 1, warmup=False))
-    return tuple(best)
 
 
 def compile_seconds():

@@ -4,7 +4,7 @@ import numpy as np
 import fastloss as fl
 
 from . import bandwidth
-from .throughput import best_time
+from .throughput import best_of_rounds, best_time
 
 
 def _numpy_forward(labels, x):
@@ -20,13 +20,14 @@ def measure(N=8192, C=32000, repeats=3, peers_too=True):
     labels = rng.integers(0, C, N)
     loss = fl.get("cross_entropy")
     out = np.empty_like(x)
-    # the bandwidth right beside the forward, as for the elementwise rows: two streams
+    # the bandwidth timed in turn with the forward, as for the elementwise rows: streams
     # that together hold as many bytes as the logits (up to 256 MiB each)
     beside = bandwidth.Beside(min(x.nbytes // 2, 1 << 28))
-    before = beside()
-    result = {"shape": (N, C), "bytes": x.nbytes,
-              "forward": {"fastloss": best_time(lambda: loss(labels, x), repeats)}}
-    result["bandwidth"] = bandwidth.best_of(before, beside())
+    probes = [run for run, _, _ in beside.probes()]
+    *probe_seconds, forward_seconds = best_of_rounds(
+        probes + [lambda: loss(labels, x)], repeats)
+    result = {"shape": (N, C), "bytes": x.nbytes, "forward": {"fastloss": forward_seconds},
+              "bandwidth": beside.rates(probe_seconds)}
     del beside
     result["forward_backward"] = {"fastloss": best_time(
         lambda: loss.value_and_grad(labels, x, out=out), repeats)}

@@ -37,13 +37,31 @@ def best_time(fn, repeats, warmup=True):
     return best
 
 
+def best_of_rounds(fns, rounds):
+    """The best seconds of each of ``fns``, called in turn in each of ``rounds`` rounds.
+
+    Timed in the same rounds, none gets the others' quieter spells of a shared host
+    (a share of bandwidth divides a probe's time by a kernel's: a probe timed only
+    before and after a kernel's runs can catch a quiet spell the kernel missed, or the
+    other way round).  Each timed call comes right after an untimed call of the same
+    function, so that it finds the caches as its own last run left them, not as the
+    previous function's did: on a host whose caches hold part of the data, a probe
+    called right after another that read the same arrays would read faster.
+    """
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            best[i] = min(best[i], best_time(fn, 1, warmup=True))
+    return tuple(best)
+
+
 @dataclass
 class Row:
     loss: str
     method: str            # "value" or "value_and_grad"
     bytes_moved: int       # bytes a fused kernel must read (and write)
     seconds: dict = field(default_factory=dict)   # implementation -> best seconds
-    # the bandwidth probed right before and after fastloss's runs (bandwidth.Beside)
+    # the bandwidth probed in the same rounds as fastloss's runs (bandwidth.Beside)
     bandwidth: dict = None
 
     def speedup(self, peer):
@@ -106,7 +124,8 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
             progress=None, quick_baselines=False):
     """Rows of timings for each loss (both methods), side by side in one run.
 
-    fastloss runs ``repeats`` times (milliseconds each); the baselines, tens to
+    fastloss runs ``2 * repeats`` rounds (milliseconds each), in turn with the probes of
+    the bandwidth its share is of (``best_of_rounds``); the baselines, tens to
     thousands of times slower, half as often, or once with ``quick_baselines``
     (``fastloss bench --quick``), where they also skip their warm-up run but for
     PyTorch's first loss and scikit-learn's every loss (see below), and NumPy
@@ -141,10 +160,12 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
         loss = fl.get(name)
         value = rows[row, "value"] = Row(row, "value", 2 * itemsize * n)
         fused = rows[row, "value_and_grad"] = Row(row, "value_and_grad", 3 * itemsize * n)
-        before = beside()
-        value.seconds["fastloss"] = best_time(lambda: loss(y, p), repeats)
-        fused.seconds["fastloss"] = best_time(lambda: loss.value_and_grad(y, p, out=out), repeats)
-        value.bandwidth = fused.bandwidth = bandwidth.best_of(before, beside())
+        probes = [run for run, _, _ in beside.probes()]
+        *probe_seconds, value_seconds, fused_seconds = best_of_rounds(
+            probes + [lambda: loss(y, p), lambda: loss.value_and_grad(y, p, out=out)],
+            2 * repeats)
+        value.seconds["fastloss"], fused.seconds["fastloss"] = value_seconds, fused_seconds
+        value.bandwidth = fused.bandwidth = beside.rates(probe_seconds)
     del beside                  # its streams: the peers below need the memory more
     reps = 1 if quick_baselines else max(1, repeats // 2)
     warm = not quick_baselines
