@@ -183,3 +183,29 @@ def test_kl_div_of_float32_data_keeps_float64_accuracy_where_its_terms_cancel(n,
             single = y * np.log(y) - y * p
         single = np.where(y > 0, single, np.float32(0.0) - y * p).astype(np.float64).sum()
         assert abs(single - expected.sum()) > 1e-11 * parts
+
+
+@float32_case
+@pytest.mark.parametrize("n", SIZES)
+def test_a_gradient_written_over_y_pred_survives_the_float64_second_pass(name, params, n, rng):
+    """value_and_grad(y, p, out=p) where the float32 pass's sum is not finite (a NaN here;
+    a float32 value past float32's range does the same): the float64 pass that then
+    computes the value again must not read the gradient the first pass wrote over p."""
+    y, p = sample(name, n, rng, np.float32)
+    p[n // 2] = np.nan
+    loss = fl.get(name, **params)
+    expected_value, expected_grad = loss.value_and_grad(y, p, reduction="sum")
+    in_place = p.copy()
+    value, grad = loss.value_and_grad(y, in_place, reduction="sum", out=in_place)
+    assert grad is in_place and np.isnan(value) and np.isnan(expected_value)
+    np.testing.assert_array_equal(grad, expected_grad)
+
+
+def test_mse_past_float32_range_in_place_gives_the_float64_value_and_gradient():
+    y = np.zeros(5, np.float32)
+    p = np.array([1.0, 2.0, 4.0, 3.0, 1e20], np.float32)
+    expected = fl.get("mse").value_and_grad(y.astype(float), p.astype(float), reduction="sum",
+                                            backend="numpy")
+    value, grad = fl.get("mse").value_and_grad(y, p, reduction="sum", out=p)
+    assert_scalar_close(value, expected[0], np.float32)
+    assert_close(grad, expected[1], np.float32)

@@ -170,7 +170,9 @@ def _in_float32(v):
 def _one_pass_templates(spec, value, grad, hess, parallel, working):
     """The kernels of one loss that compute each element in one pass, the inputs read
     in their own dtype and converted by ``working`` (to float64, or to float32 for
-    the float32 kinds of ``LossSpec.float32_in_one_pass``); sums are float64."""
+    the float32 kinds of ``LossSpec.float32_in_one_pass``); sums are float64.  Each
+    element's inputs are read once, before anything is stored: an output may be
+    y_true or y_pred itself (``_validation.kernel_out``)."""
     # Domains are checked by summing shortfalls: negative exactly when an input is outside.
     y_short = scalar.DOMAIN_SHORTFALLS[spec.y_domain]
     p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
@@ -185,13 +187,15 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
             s = 0.0
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = working(y[i])
-                pi = working(p[i])
+                yr = y[i]
+                pr = p[i]
+                yi = working(yr)
+                pi = working(pr)
                 v = value(yi, pi, th)
                 if w is not None:
                     v = v * np.float64(w[i])
                 s = _add(s, v)
-                k = _add(k, y_short(y[i]) + p_short(p[i]))
+                k = _add(k, y_short(yr) + p_short(pr))
             sums[b] = s
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
@@ -204,13 +208,15 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
         for b in prange(nb):
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = working(y[i])
-                pi = working(p[i])
+                yr = y[i]
+                pr = p[i]
+                yi = working(yr)
+                pi = working(pr)
                 v = value(yi, pi, th)
                 if w is not None:
                     v = v * np.float64(w[i])
                 out[i] = v
-                k = _add(k, y_short(y[i]) + p_short(p[i]))
+                k = _add(k, y_short(yr) + p_short(pr))
             bad[b] = k < 0.0
         return bad.sum()
 
@@ -222,13 +228,15 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
         for b in prange(nb):
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = working(y[i])
-                pi = working(p[i])
+                yr = y[i]
+                pr = p[i]
+                yi = working(yr)
+                pi = working(pr)
                 g = grad(yi, pi, th) * working(scale)
                 if w is not None:
                     g = g * np.float64(w[i])
                 out[i] = g
-                k = _add(k, y_short(y[i]) + p_short(p[i]))
+                k = _add(k, y_short(yr) + p_short(pr))
             bad[b] = k < 0.0
         return bad.sum()
 
@@ -242,8 +250,10 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
             s = 0.0
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = working(y[i])
-                pi = working(p[i])
+                yr = y[i]
+                pr = p[i]
+                yi = working(yr)
+                pi = working(pr)
                 v = value(yi, pi, th)
                 g = grad(yi, pi, th) * working(scale)
                 if w is not None:
@@ -252,7 +262,7 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
                     g = g * wi
                 s = _add(s, v)
                 out[i] = g
-                k = _add(k, y_short(y[i]) + p_short(p[i]))
+                k = _add(k, y_short(yr) + p_short(pr))
             sums[b] = s
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
@@ -265,8 +275,10 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
         for b in prange(nb):
             k = _no_shortfall(y, p)
             for i in range(_lo(b), _hi(b, n)):
-                yi = working(y[i])
-                pi = working(p[i])
+                yr = y[i]
+                pr = p[i]
+                yi = working(yr)
+                pi = working(pr)
                 g = grad(yi, pi, th)
                 h = hess(yi, pi, th)
                 if w is not None:
@@ -275,7 +287,7 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
                     h = h * wi
                 gout[i] = g
                 hout[i] = h
-                k = _add(k, y_short(y[i]) + p_short(p[i]))
+                k = _add(k, y_short(yr) + p_short(pr))
             bad[b] = k < 0.0
         return bad.sum()
 
@@ -650,10 +662,16 @@ def grad(name, y, p, w, theta, scale, out):
 
 def value_and_grad(name, y, p, w, theta, scale, out):
     kind = _kind(name, "value_and_grad", theta, y, p)
-    args = (y, p, w, theta, float(scale), out)
-    total, bad = _run(name, kind, y.shape[0], *args)
+    over_input = "_f32" in kind and (np.may_share_memory(out, p) or np.may_share_memory(out, y))
+    # A gradient to be written over an input (out=y_pred) goes to a buffer first: where the
+    # float32 pass's sum is not finite, the float64 pass after it reads the inputs again.
+    first = np.empty_like(out) if over_input else out
+    total, bad = _run(name, kind, y.shape[0], y, p, w, theta, float(scale), first)
     if _float32_overflowed(kind, total, bad):
-        total, bad = _run(name, kind.replace("_f32", ""), y.shape[0], *args)
+        total, bad = _run(name, kind.replace("_f32", ""), y.shape[0],
+                          y, p, w, theta, float(scale), out)
+    elif over_input:
+        out[...] = first
     return total, bad
 
 
