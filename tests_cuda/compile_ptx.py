@@ -65,6 +65,11 @@ def _cases():
                      (y, f32, w, 1, theta, sums, counts)),
                     (f"{name}.value_none_f32", ks["value_none_f32"],
                      (y, f32, w, 1, theta, f32, sums, counts)))
+            yield from (
+                (f"{name}.grad_f32", ks["grad_f32"], (f32, f32, None, 1, theta, 1.0, f32, sums,
+                                                      counts)),
+                (f"{name}.value_and_grad_f32", ks["value_and_grad_f32"],
+                 (f32, f32, None, 1, theta, 1.0, f32, sums, counts)))
     yield "sum_and_negatives", elementwise.sum_and_negatives, (f64, sums, counts)
     yield "copy_1d", elementwise.copy_1d, (f64, np.zeros(4, np.float16))
     yield "copy_2d", elementwise.copy_2d, (np.zeros((3, 4), np.float32).T, f32)

@@ -7,6 +7,7 @@ from numba import cuda
 
 import fastloss as fl
 from fastloss.examples import inputs as sample
+from fastloss.specs import REGISTRY
 from tests.conftest import LOSS_CASES, LOSS_IDS, loss_function, weights
 from tests.helpers import assert_close, assert_scalar_close
 
@@ -267,3 +268,23 @@ def test_grad_hess_refuses_one_device_buffer_for_both(rng):
     room = cuda.device_array(N + 1, np.float32)                 # overlapping by N - 1
     with pytest.raises(ValueError, match="overlap"):
         fl.get("mse").grad_hess(cuda.to_device(y), cuda.to_device(p), out=(room[:N], room[1:]))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in REGISTRY.items() if s.float32_value
+                                        and not s.custom))
+def test_a_gradient_written_over_y_pred_survives_the_float64_second_pass(name, rng):
+    """value_and_grad of float32 device arrays runs the float32 kernel; where its sum is not
+    finite (a NaN here) the float64 kernel runs again, and must not read the gradient the
+    first wrote over y_pred (out=y_pred)."""
+    y, p = sample(name, N, rng, np.float32)
+    p[N // 2] = np.nan
+    loss = fl.get(name)
+    dy = cuda.to_device(y)
+    expected_value, expected_grad = loss.value_and_grad(dy, cuda.to_device(p), reduction="sum")
+    dp = cuda.to_device(p)
+    value, grad = loss.value_and_grad(dy, dp, reduction="sum", out=dp)
+    assert grad is dp and np.isnan(value) and np.isnan(expected_value)
+    np.testing.assert_array_equal(dp.copy_to_host(), _host(expected_grad))
+    finite = np.delete(np.arange(N), N // 2)
+    assert_close(dp.copy_to_host()[finite],
+                 loss.grad(y, p, reduction="sum", backend="numpy")[finite], np.float32)

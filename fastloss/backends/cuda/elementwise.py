@@ -112,9 +112,47 @@ def _value_templates(value_at, outside):
     return reduce_value, value_none
 
 
+def _gradient_templates(value, grad, outside, working):
+    """grad and value_and_grad computing on (y, p) converted by ``working`` (np.float64, or
+    np.float32 for the float32_value losses' float32 variants, as the CPU backend's
+    float32 kernels compute them), the gradient scaled and weighted in that type too and
+    the values added in float64."""
+    @cuda.jit(device=True, inline="always")
+    def grad_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
+        if live:
+            yw, pw = working(yi), working(pi)
+            out[np.uint64(i)] = grad(yw, pw, th) * working(scale) * working(wi)
+            k += outside(yi, pi)
+        return s, k
+
+    @cuda.jit(device=True, inline="always")
+    def value_and_grad_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
+        if live:
+            yw, pw = working(yi), working(pi)
+            s += np.float64(value(yw, pw, th)) * wi
+            out[np.uint64(i)] = grad(yw, pw, th) * working(scale) * working(wi)
+            k += outside(yi, pi)
+        return s, k
+
+    walk_grad = _grid_walk(grad_step)
+    walk_value_and_grad = _grid_walk(value_and_grad_step)
+
+    @kernel
+    def grad_kernel(y, p, w, inner, th, scale, out, sums, counts):
+        _, k = walk_grad(y, p, w, inner, th, scale, out, None)
+        store_partial(0.0, k, sums, counts)
+
+    @kernel
+    def value_and_grad(y, p, w, inner, th, scale, out, sums, counts):
+        s, k = walk_value_and_grad(y, p, w, inner, th, scale, out, None)
+        store_partial(s, k, sums, counts)
+
+    return grad_kernel, value_and_grad
+
+
 def templates(name):
     """The kernels of loss ``name``: reduce_value, value_none, grad, value_and_grad, grad_hess,
-    and for the float32_value losses reduce_value_f32 and value_none_f32."""
+    and for the float32_value losses the "_f32" variants of the first four."""
     value, grad, hess = scalar.scalar_functions(name)
     spec = REGISTRY[name]
     y_ok = scalar.DOMAIN_CHECKS[spec.y_domain]
@@ -128,23 +166,6 @@ def templates(name):
     reduce_value, value_none = _value_templates(_in_float64(value), outside)
 
     @cuda.jit(device=True, inline="always")
-    def grad_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
-        if live:
-            yi, pi = np.float64(yi), np.float64(pi)
-            out[np.uint64(i)] = grad(yi, pi, th) * scale * wi
-            k += outside(yi, pi)
-        return s, k
-
-    @cuda.jit(device=True, inline="always")
-    def value_and_grad_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
-        if live:
-            yi, pi = np.float64(yi), np.float64(pi)
-            s += value(yi, pi, th) * wi
-            out[np.uint64(i)] = grad(yi, pi, th) * scale * wi
-            k += outside(yi, pi)
-        return s, k
-
-    @cuda.jit(device=True, inline="always")
     def grad_hess_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
         if live:
             yi, pi = np.float64(yi), np.float64(pi)
@@ -154,19 +175,8 @@ def templates(name):
             k += outside(yi, pi)
         return s, k
 
-    walk_grad = _grid_walk(grad_step)
-    walk_value_and_grad = _grid_walk(value_and_grad_step)
+    grad_kernel, value_and_grad = _gradient_templates(value, grad, outside, np.float64)
     walk_grad_hess = _grid_walk(grad_hess_step)
-
-    @kernel
-    def grad_kernel(y, p, w, inner, th, scale, out, sums, counts):
-        _, k = walk_grad(y, p, w, inner, th, scale, out, None)
-        store_partial(0.0, k, sums, counts)
-
-    @kernel
-    def value_and_grad(y, p, w, inner, th, scale, out, sums, counts):
-        s, k = walk_value_and_grad(y, p, w, inner, th, scale, out, None)
-        store_partial(s, k, sums, counts)
 
     @kernel
     def grad_hess(y, p, w, inner, th, gout, hout, sums, counts):
@@ -178,6 +188,8 @@ def templates(name):
     if spec.float32_value:
         kinds["reduce_value_f32"], kinds["value_none_f32"] = _value_templates(
             _in_float32(value), outside)
+        kinds["grad_f32"], kinds["value_and_grad_f32"] = _gradient_templates(
+            value, grad, outside, np.float32)
     return kinds
 
 

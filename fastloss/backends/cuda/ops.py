@@ -2,7 +2,10 @@
 import math
 import threading
 
-from . import arrays  # noqa: F401  (the backend's array operations)
+import numpy as np
+from numba import cuda
+
+from . import arrays
 from . import elementwise
 from ...specs import REGISTRY
 from .launch import reduce
@@ -38,15 +41,21 @@ def _run(name, kind, y, p, w, *args):
 
 
 def value_kind(kind, name, y, p):
-    """``kind``, or its float32 variant where the loss computes its value in float32 on (y, p)."""
+    """``kind``, or its float32 variant where the loss computes its value (and gradient) in
+    float32 on (y, p)."""
     return kind + "_f32" if REGISTRY[name].value_in_float32(y.dtype, p.dtype) else kind
+
+
+def _float32_overflowed(kind, total, bad):
+    """Whether a float32 kernel's (total, bad) is to be computed again by the float64 kernel,
+    whose sum may hold values that overflowed float32 (NaN inputs pay for it too)."""
+    return kind.endswith("_f32") and not bad and not math.isfinite(total)
 
 
 def reduce_value(name, y, p, w, theta):
     kind = value_kind("reduce_value", name, y, p)
     total, bad = _run(name, kind, y, p, w, theta)
-    if kind != "reduce_value" and not bad and not math.isfinite(total):
-        # a float32 value overflowed, or a NaN: the float64 kernel (the sum may hold it)
+    if _float32_overflowed(kind, total, bad):
         total, bad = _run(name, "reduce_value", y, p, w, theta)
     return total, bad
 
@@ -55,12 +64,30 @@ def value_none(name, y, p, w, theta, out):
     return _run(name, value_kind("value_none", name, y, p), y, p, w, theta, out)[1]
 
 
+def _gradient_kind(kind, name, y, p, out):
+    """``value_kind`` for a kernel that writes gradients to ``out``: its float32 variant
+    only for a float32 ``out`` (a float16 one takes the float64 kernel's gradients)."""
+    return value_kind(kind, name, y, p) if out.dtype == np.float32 else kind
+
+
 def grad(name, y, p, w, theta, scale, out):
-    return _run(name, "grad", y, p, w, theta, float(scale), out)[1]
+    kind = _gradient_kind("grad", name, y, p, out)
+    return _run(name, kind, y, p, w, theta, float(scale), out)[1]
 
 
 def value_and_grad(name, y, p, w, theta, scale, out):
-    return _run(name, "value_and_grad", y, p, w, theta, float(scale), out)
+    kind = _gradient_kind("value_and_grad", name, y, p, out)
+    over_input = kind.endswith("_f32") and (arrays.buffers_overlap(out, y)
+                                            or arrays.buffers_overlap(out, p))
+    # A gradient to be written over an input (out=y_pred) goes to a buffer first: where the
+    # float32 pass's sum is not finite, the float64 pass after it reads the inputs again.
+    first = cuda.device_array_like(out) if over_input else out
+    total, bad = _run(name, kind, y, p, w, theta, float(scale), first)
+    if _float32_overflowed(kind, total, bad):
+        total, bad = _run(name, "value_and_grad", y, p, w, theta, float(scale), out)
+    elif over_input:
+        out.copy_to_device(first)
+    return total, bad
 
 
 def grad_hess(name, y, p, w, theta, gout, hout):
