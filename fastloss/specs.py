@@ -71,9 +71,9 @@ class LossSpec:
     # A function of y_pred - y_true alone, so d l / d y_true = -d l / d y_pred: the gradient
     # the PyTorch adapters give a target that requires one.
     difference: bool = False
-    # Its value and gradient are computed in float32 for float32 data by the CPU backend
-    # (the value also by the CUDA one): a few ulp of float32, within the float32 accuracy
-    # contract, twice the vector lanes of float64.  Set for the losses whose scalar value
+    # Its value and gradient are computed in float32 for float32 data by the CPU and CUDA
+    # backends: a few ulp of float32, within the float32 accuracy contract, twice the
+    # vector lanes of float64 (and the GPU's float32 units).  Set for the losses whose scalar value
     # and gradient functions are written for either precision (or, with
     # float64_value_maths, whose value takes float32 operands into float64 maths).
     float32_value: bool = False
