@@ -104,39 +104,30 @@ def measure(n=1 << 26, repeats=3, max_threads=None):
 
 
 class Beside:
-    """A quick probe at the benchmark's own size, to run right beside each measurement.
+    """Quick probes at the benchmark's own size, to time in turn with each measurement
+    (``throughput.best_of_rounds``).
 
     The machine's bandwidth changes while a benchmark runs (neighbours on the
     host), and streams of the benchmark's size can read faster than the 256 MiB
     ones of ``measure`` (the host's caches): a share judged against either alone
     can exceed 100% or understate one.  ``nbytes`` per stream; all threads.
+    ``runs``: the probes as calls (2 and 3 read streams, the triad); ``rates`` turns
+    their best seconds into GB/s.
     """
 
-    def __init__(self, nbytes, repeats=2):
+    def __init__(self, nbytes):
         n = max(nbytes // 4, 1)
-        self.arrays = [np.full(n, k, dtype=np.float32) for k in (1.0, 2.0, 3.0)]
-        self.out = np.empty(n, np.float32)
-        self.repeats = repeats
-
-    def probes(self):
-        """[(run, bytes, rate)]: each probe as a call to time, the bytes it moves and the
-        rate it measures ("read": 2 and 3 read streams; "read_write": the triad)."""
-        a, c, d = self.arrays
-        nbytes = 4 * a.shape[0]
-        return [(lambda: _read2(a, c), 2 * nbytes, "read"),
-                (lambda: _read3(a, c, d), 3 * nbytes, "read"),
-                (lambda: _triad(a, c, self.out), 3 * nbytes, "read_write")]
+        a, c, d = (np.full(n, k, dtype=np.float32) for k in (1.0, 2.0, 3.0))
+        out = np.empty(n, np.float32)
+        self.runs = [lambda: _read2(a, c), lambda: _read3(a, c, d), lambda: _triad(a, c, out)]
+        self._moved = ((2 * 4 * n, "read"), (3 * 4 * n, "read"), (3 * 4 * n, "read_write"))
 
     def rates(self, seconds):
-        """{"read": GB/s, "read_write": GB/s} from the best seconds of each of ``probes()``."""
+        """{"read": GB/s, "read_write": GB/s} from the best seconds of each of ``runs``."""
         rates = {"read": 0.0, "read_write": 0.0, "detail": []}
-        for (_, nbytes, rate), s in zip(self.probes(), seconds):
+        for (nbytes, rate), s in zip(self._moved, seconds):
             rates[rate] = max(rates[rate], nbytes / s / 1e9)
         return rates
-
-    def __call__(self):
-        """{"read": GB/s, "read_write": GB/s} now (2 and 3 read streams; the triad)."""
-        return self.rates([_best(run, (), self.repeats) for run, _, _ in self.probes()])
 
 
 def best_of(*measurements):

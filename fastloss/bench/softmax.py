@@ -23,9 +23,8 @@ def measure(N=8192, C=32000, repeats=3, peers_too=True):
     # the bandwidth timed in turn with the forward, as for the elementwise rows: streams
     # that together hold as many bytes as the logits (up to 256 MiB each)
     beside = bandwidth.Beside(min(x.nbytes // 2, 1 << 28))
-    probes = [run for run, _, _ in beside.probes()]
-    *probe_seconds, forward_seconds = best_of_rounds(
-        probes + [lambda: loss(labels, x)], repeats)
+    *probe_seconds, forward_seconds = best_of_rounds(beside.runs + [lambda: loss(labels, x)],
+                                                     repeats)
     result = {"shape": (N, C), "bytes": x.nbytes, "forward": {"fastloss": forward_seconds},
               "bandwidth": beside.rates(probe_seconds)}
     del beside

@@ -160,9 +160,8 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
         loss = fl.get(name)
         value = rows[row, "value"] = Row(row, "value", 2 * itemsize * n)
         fused = rows[row, "value_and_grad"] = Row(row, "value_and_grad", 3 * itemsize * n)
-        probes = [run for run, _, _ in beside.probes()]
         *probe_seconds, value_seconds, fused_seconds = best_of_rounds(
-            probes + [lambda: loss(y, p), lambda: loss.value_and_grad(y, p, out=out)],
+            beside.runs + [lambda: loss(y, p), lambda: loss.value_and_grad(y, p, out=out)],
             2 * repeats)
         value.seconds["fastloss"], fused.seconds["fastloss"] = value_seconds, fused_seconds
         value.bandwidth = fused.bandwidth = beside.rates(probe_seconds)
