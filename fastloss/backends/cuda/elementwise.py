@@ -12,7 +12,7 @@ a negative-index wraparound to every signed index, 64-bit integer work that
 was a third of an arithmetic loss's loop.
 """
 import numpy as np
-from numba import cuda, njit
+from numba import cuda
 
 from ...kernels import scalar
 from ...specs import REGISTRY
@@ -69,28 +69,14 @@ def _grid_walk(step):
     return walk
 
 
-def _in_float64(value):
-    @njit(inline="always")
-    def value_at(y, p, th):
-        return value(np.float64(y), np.float64(p), th)
-    return value_at
-
-
-def _in_float32(value):
-    """The value computed on float32 (y, p), for ``LossSpec.value_in_float32`` inputs:
-    the GPU's float32 units have twice the float64 ones' throughput, or more."""
-    @njit(inline="always")
-    def value_at(y, p, th):
-        return np.float64(value(np.float32(y), np.float32(p), th))
-    return value_at
-
-
-def _value_templates(value_at, outside):
-    """reduce_value and value_none, with each element's value from ``value_at``."""
+def _value_templates(value, outside, working):
+    """reduce_value and value_none computing on (y, p) converted by ``working`` (np.float64,
+    or np.float32 for ``LossSpec.value_in_float32`` inputs: the GPU's float32 units have
+    twice the float64 ones' throughput, or more), each value taken to float64."""
     @cuda.jit(device=True, inline="always")
     def value_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
         if live:
-            v = value_at(yi, pi, th) * wi
+            v = np.float64(value(working(yi), working(pi), th)) * wi
             s += v
             if out is not None:
                 out[np.uint64(i)] = v
@@ -163,7 +149,7 @@ def templates(name):
         """1 where (yi, pi) is outside the loss's domain (the count that makes the call an error)."""
         return not (y_ok(np.float64(yi)) and p_ok(np.float64(pi)))
 
-    reduce_value, value_none = _value_templates(_in_float64(value), outside)
+    reduce_value, value_none = _value_templates(value, outside, np.float64)
 
     @cuda.jit(device=True, inline="always")
     def grad_hess_step(i, live, yi, pi, wi, th, scale, out, out2, s, k):
@@ -187,7 +173,7 @@ def templates(name):
              "value_and_grad": value_and_grad, "grad_hess": grad_hess}
     if spec.float32_value:
         kinds["reduce_value_f32"], kinds["value_none_f32"] = _value_templates(
-            _in_float32(value), outside)
+            value, outside, np.float32)
         kinds["grad_f32"], kinds["value_and_grad_f32"] = _gradient_templates(
             value, grad, outside, np.float32)
     return kinds
