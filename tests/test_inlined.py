@@ -102,31 +102,70 @@ def test_the_llvm_options_are_set_for_float32_data_only(monkeypatch):
     assert len(options) == 4
 
 
-def test_kernels_get_the_llvm_options_their_spec_asks_for(monkeypatch):
+def _llvm_options_asked(monkeypatch, names):
+    """{name: {kind: (interleave, by_float32)}} that the kernels of ``names`` ask
+    ``tuned_for_float32`` for."""
     tuned = {}
     monkeypatch.setattr(cpu, "tuned_for_float32",
                         lambda disp, interleave, by_float32: tuned.setdefault(
                             disp, (interleave, by_float32)))
-    sixteen_lanes = {}
-    for name in ("hinge", "log_cosh", "mse"):
+    asked = {}
+    for name in names:
         cpu.forget(name)
         ks = cpu.kernels(name, False)
+        asked[name] = {kind: tuned[disp] for kind, disp in ks.items()}
+        cpu.forget(name)
+    return asked
+
+
+def test_kernels_get_the_llvm_options_their_spec_asks_for_on_avx512(monkeypatch):
+    monkeypatch.setattr(cpu, "has_avx512", lambda: True)
+    asked = _llvm_options_asked(monkeypatch, ("hinge", "log_cosh", "mse", "kl_div"))
+    for name in ("hinge", "log_cosh", "mse"):
         spec = REGISTRY[name]
-        for kind, disp in ks.items():
+        for kind, options in asked[name].items():
             base = kind.removesuffix("_f32")
             expected = (spec.float32_in_one_pass and base != kind
                         and base not in spec.float32_sum_width_kinds)
-            assert tuned[disp] == (spec.float32_interleave, expected), kind
-        sixteen_lanes[name] = [tuned[ks[k + "_f32"]][1] for k in cpu.FLOAT32_KINDS]
-        cpu.forget(name)
-    cpu.forget("kl_div")
-    ks = cpu.kernels("kl_div", False)
-    assert tuned[ks["reduce_value@constant"]][0] == tuned[ks["value_none"]][0] == 0
-    assert tuned[ks["value_and_grad@constant"]][0] == tuned[ks["grad"]][0] == 4
-    cpu.forget("kl_div")
+            assert options == (spec.float32_interleave, expected), kind
+    kl = asked["kl_div"]
+    assert kl["reduce_value@constant"][0] == kl["value_none"][0] == 0
+    assert kl["value_and_grad@constant"][0] == kl["grad"][0] == 4
     assert REGISTRY["hinge"].float32_in_one_pass and REGISTRY["log_cosh"].float32_interleave
+    sixteen_lanes = {name: [asked[name][k + "_f32"][1] for k in cpu.FLOAT32_KINDS]
+                     for name in ("hinge", "log_cosh", "mse")}
     assert sixteen_lanes["hinge"] == [True] * 4
     assert sixteen_lanes["mse"] == [False, True, True, True]    # its value at eight
+    assert sixteen_lanes["log_cosh"] == [False] * 4               # two passes
+
+
+def test_without_avx512_every_float32_kernel_is_one_pass_sized_by_its_inputs(monkeypatch):
+    monkeypatch.setattr(cpu, "has_avx512", lambda: False)
+    names = [name for name, spec in REGISTRY.items() if spec.float32_value]
+    asked = _llvm_options_asked(monkeypatch, names)
+    for name in names:
+        for kind, (interleave, by_float32) in asked[name].items():
+            assert by_float32 == ("_f32" in kind), (name, kind)
+        ks = cpu.kernels(name, False)
+        assert ks["reduce_value_f32"].py_func.__name__ == "reduce_value", name
+        cpu.forget(name)
+
+
+def test_the_interleave_is_forced_on_avx512_only(monkeypatch):
+    import llvmlite.binding
+    from numba import njit
+    options = []
+    monkeypatch.setattr(llvmlite.binding, "set_option", lambda _, option: options.append(option))
+    monkeypatch.setattr(cpu, "has_avx512", lambda: False)
+    monkeypatch.setattr(cpu, "has_avx2", lambda: True)
+
+    @njit
+    def dot(y, p):
+        return (y * p).sum()
+
+    cpu.tuned_for_float32(dot, 4, by_float32=True)
+    assert dot(np.ones(3, np.float32), np.ones(3, np.float32)) == 3.0
+    assert options == ["-vectorizer-maximize-bandwidth=true", "-vectorizer-maximize-bandwidth=false"]
 
 
 def test_the_maths_the_kernels_call_is_built_with_the_kernels_fast_math_flags():

@@ -9,9 +9,11 @@ float64; array outputs are written in the output buffer's dtype.  The one
 exception: the values and gradients of the losses marked
 ``LossSpec.float32_value``, for float32 predictions (``value_in_float32``),
 are computed in float32 (sixteen AVX-512 lanes instead of eight), the values
-still summed in float64: by the float32 templates (a block's values to a
-buffer, then summed) for the transcendental losses, and in the one pass of the
-float64 templates for the arithmetic ones (``LossSpec.float32_in_one_pass``).
+still summed in float64: on AVX-512 CPUs by the float32 templates (a block's
+values to a buffer, then summed) for the transcendental losses, and in the one
+pass of the float64 templates for the arithmetic ones
+(``LossSpec.float32_in_one_pass``); elsewhere in one pass for all
+(``float32_in_one_pass``).
 kl_div's value takes its float32 operands into float64 maths
 (``LossSpec.float64_value_maths``).
 Small inputs run a serial build of the same template (``PARALLEL_MIN_SIZE``),
@@ -35,7 +37,7 @@ from ..kernels import scalar
 from ..kernels.as_kernel import as_kernel
 from ..kernels.llvm_attributes import inlined_jit
 from ..kernels.memory import PREFETCH_CHUNK, prefetch_chunk
-from ..kernels.vector_width import has_avx512
+from ..kernels.vector_width import has_avx2, has_avx512
 from ..specs import REGISTRY
 
 _config.choose_fork_safe_threading_layer()
@@ -148,13 +150,30 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
     """The kernels of one loss from its scalar (value, grad, hess) and, if it has one,
     its value for labels in {0, 1} (``scalar.BINARY_LABEL_VALUES``)."""
     kinds = _one_pass_templates(spec, value, grad, hess, parallel, _in_float64)
-    if spec.float32_value and spec.float32_in_one_pass:
-        assert binary_value is None
-        in_float32 = _one_pass_templates(spec, value, grad, hess, parallel, _in_float32)
+    if spec.float32_value and float32_in_one_pass(spec):
+        in_float32 = _one_pass_templates(spec, value, grad, hess, parallel, _in_float32,
+                                         binary_value)
         kinds.update({kind + "_f32": in_float32[kind] for kind in FLOAT32_KINDS})
     elif spec.float32_value:
         kinds.update(_float32_templates(spec, value, grad, binary_value, parallel))
     return kinds
+
+
+def float32_in_one_pass(spec):
+    """Whether the float32 kinds of ``spec`` compute in one pass (``_one_pass_templates``)
+    rather than by the float32 templates' two (``_float32_templates``).
+
+    On AVX-512 CPUs, ``LossSpec.float32_in_one_pass`` says (the arithmetic losses).
+    On CPUs without AVX-512 every float32_value loss takes one pass: there the two
+    passes cost the transcendental losses' values a fifth to a third of their time
+    (AVX2, AMD Zen 3, 2 threads, n = 1e7: binary_cross_entropy 11.8 -> 9.6 ms,
+    binary_cross_entropy_with_logits 12.3 -> 8.2, log_cosh 11.2 -> 8.2, both with
+    the loop sized by its float32 inputs, ``tuned_for_float32``; sigmoid_focal, with
+    the most maths per element, the same).  Sixteen registers of eight float32
+    lanes spill a loop's constants either way, and the buffer's store, reload and
+    second loop cost more than the float64 sum's conversions in the one loop.
+    """
+    return spec.float32_in_one_pass or not has_avx512()
 
 
 @inlined_jit()
@@ -167,15 +186,80 @@ def _in_float32(v):
     return np.float32(v)
 
 
-def _one_pass_templates(spec, value, grad, hess, parallel, working):
+def _one_pass_blocks(value, grad, y_short, p_short, working):
+    """The loops over one block [lo, hi) of the one-pass kernels that compute values,
+    for one value function: (value_sum, value_fill, value_grad), each returning the
+    block's sum of domain shortfalls (and value_sum and value_grad the sum of its
+    values first).  One signature, (y, p, th, scale, lo, hi, w, out), so that
+    ``_by_labels`` can choose between two such loops."""
+    @inlined_jit(**KERNEL_OPTIONS)
+    def value_sum(y, p, th, scale, lo, hi, w, out):
+        s = 0.0
+        k = _no_shortfall(y, p)
+        for i in range(lo, hi):
+            yr = y[i]
+            pr = p[i]
+            v = value(working(yr), working(pr), th)
+            if w is not None:
+                v = v * np.float64(w[i])
+            s = _add(s, v)
+            k = _add(k, y_short(yr) + p_short(pr))
+        return s, k
+
+    @inlined_jit(**KERNEL_OPTIONS)
+    def value_fill(y, p, th, scale, lo, hi, w, out):
+        k = _no_shortfall(y, p)
+        for i in range(lo, hi):
+            yr = y[i]
+            pr = p[i]
+            v = value(working(yr), working(pr), th)
+            if w is not None:
+                v = v * np.float64(w[i])
+            out[i] = v
+            k = _add(k, y_short(yr) + p_short(pr))
+        return k
+
+    @inlined_jit(**KERNEL_OPTIONS)
+    def value_grad(y, p, th, scale, lo, hi, w, out):
+        s = 0.0
+        k = _no_shortfall(y, p)
+        for i in range(lo, hi):
+            yr = y[i]
+            pr = p[i]
+            yi = working(yr)
+            pi = working(pr)
+            v = value(yi, pi, th)
+            g = grad(yi, pi, th) * working(scale)
+            if w is not None:
+                wi = np.float64(w[i])
+                v = v * wi
+                g = g * wi
+            s = _add(s, v)
+            out[i] = g
+            k = _add(k, y_short(yr) + p_short(pr))
+        return s, k
+
+    return value_sum, value_fill, value_grad
+
+
+def _one_pass_templates(spec, value, grad, hess, parallel, working, binary_value=None):
     """The kernels of one loss that compute each element in one pass, the inputs read
     in their own dtype and converted by ``working`` (to float64, or to float32 for
-    the float32 kinds of ``LossSpec.float32_in_one_pass``); sums are float64.  Each
-    element's inputs are read once, before anything is stored: an output may be
-    y_true or y_pred itself (``_validation.kernel_out``)."""
+    the float32 kinds, ``float32_in_one_pass``); sums are float64.  Each element's
+    inputs are read once, before anything is stored: an output may be y_true or
+    y_pred itself (``_validation.kernel_out``).  With a ``binary_value`` (a value
+    function for labels in {0, 1}, ``scalar.BINARY_LABEL_VALUES``), the kernels
+    computing values use it for each block whose labels are all 0 or 1."""
     # Domains are checked by summing shortfalls: negative exactly when an input is outside.
     y_short = scalar.DOMAIN_SHORTFALLS[spec.y_domain]
     p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
+    value_sum, value_fill, value_grad = _one_pass_blocks(value, grad, y_short, p_short, working)
+    if binary_value is not None:
+        # labels known to be 0 or 1 are inside every label domain: p's is checked alone
+        binary = _one_pass_blocks(binary_value, grad, scalar.DOMAIN_SHORTFALLS["real"],
+                                  p_short, working)
+        value_sum, value_fill, value_grad = (
+            _by_labels(b, g) for b, g in zip(binary, (value_sum, value_fill, value_grad)))
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def reduce_value(y, p, w, th):
@@ -184,18 +268,7 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
         sums = np.empty(nb)
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            s = 0.0
-            k = _no_shortfall(y, p)
-            for i in range(_lo(b), _hi(b, n)):
-                yr = y[i]
-                pr = p[i]
-                yi = working(yr)
-                pi = working(pr)
-                v = value(yi, pi, th)
-                if w is not None:
-                    v = v * np.float64(w[i])
-                s = _add(s, v)
-                k = _add(k, y_short(yr) + p_short(pr))
+            s, k = value_sum(y, p, th, 1.0, _lo(b), _hi(b, n), w, None)
             sums[b] = s
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
@@ -206,18 +279,7 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            k = _no_shortfall(y, p)
-            for i in range(_lo(b), _hi(b, n)):
-                yr = y[i]
-                pr = p[i]
-                yi = working(yr)
-                pi = working(pr)
-                v = value(yi, pi, th)
-                if w is not None:
-                    v = v * np.float64(w[i])
-                out[i] = v
-                k = _add(k, y_short(yr) + p_short(pr))
-            bad[b] = k < 0.0
+            bad[b] = value_fill(y, p, th, 1.0, _lo(b), _hi(b, n), w, out) < 0.0
         return bad.sum()
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
@@ -247,22 +309,7 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working):
         sums = np.empty(nb)
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            s = 0.0
-            k = _no_shortfall(y, p)
-            for i in range(_lo(b), _hi(b, n)):
-                yr = y[i]
-                pr = p[i]
-                yi = working(yr)
-                pi = working(pr)
-                v = value(yi, pi, th)
-                g = grad(yi, pi, th) * working(scale)
-                if w is not None:
-                    wi = np.float64(w[i])
-                    v = v * wi
-                    g = g * wi
-                s = _add(s, v)
-                out[i] = g
-                k = _add(k, y_short(yr) + p_short(pr))
+            s, k = value_grad(y, p, th, scale, _lo(b), _hi(b, n), w, out)
             sums[b] = s
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
@@ -505,23 +552,26 @@ def tuned_for_float32(dispatcher, interleave=0, by_float32=False):
     with LLVM's loop interleave count forced to ``interleave``
     (``LossSpec.float32_interleave``; 0: LLVM's choice) and, if ``by_float32``, with
     the vector width chosen by the float32 inputs (``-vectorizer-maximize-bandwidth``:
-    sixteen AVX-512 lanes for a loop of float32 maths with a float64 sum, where LLVM
-    would size it by the float64 sum; ``LossSpec.float32_in_one_pass``).
+    all float32 lanes of a vector register for a loop of float32 maths with a float64
+    sum, where LLVM would size it by the float64 sum; ``_sized_by_float32``).
     Other dtypes keep LLVM's choices: float64 maths spills at an interleave of four,
     and a float64 target with float32 predictions then sums exactly as with both in
     float64.
 
     The options are LLVM's, for the whole process; they are set and reset around each
     such compilation under Numba's compiler lock, so no other compilation sees them.
-    Only on CPUs with AVX-512, whose 32 vector registers hold four interleaved copies
-    of a loss's loop without spilling, and where they were measured.
+    The interleave count only on CPUs with AVX-512, whose 32 vector registers hold
+    four interleaved copies of a loss's loop without spilling; the vector width on
+    those and on AVX2 CPUs, where it was measured (on AVX2, eight float32 lanes
+    instead of four: squared_hinge's value 20% faster, huber's 10%, the
+    transcendental losses' a fifth to a third with ``float32_in_one_pass``).
     """
     options = []
-    if interleave:
+    if interleave and has_avx512():
         options.append(("-force-vector-interleave", interleave, 0))
-    if by_float32:
+    if by_float32 and (has_avx512() or has_avx2()):
         options.append(("-vectorizer-maximize-bandwidth", "true", "false"))
-    if not options or not has_avx512():
+    if not options:
         return dispatcher
     compile_default = dispatcher.compile
 
@@ -543,11 +593,14 @@ def tuned_for_float32(dispatcher, interleave=0, by_float32=False):
     return dispatcher
 
 
-def _sixteen_float32_lanes(spec, kind):
+def _sized_by_float32(spec, kind):
     """Whether kernel ``kind`` of ``spec`` is compiled with the vector width of its
-    float32 inputs (``tuned_for_float32``'s ``by_float32``)."""
+    float32 inputs (``tuned_for_float32``'s ``by_float32``): every one-pass float32
+    kind, but on AVX-512 those of ``LossSpec.float32_sum_width_kinds``."""
     base, f32, _ = kind.partition("_f32")
-    return spec.float32_in_one_pass and bool(f32) and base not in spec.float32_sum_width_kinds
+    if not (f32 and float32_in_one_pass(spec)):
+        return False
+    return base not in spec.float32_sum_width_kinds or not has_avx512()
 
 
 _kernels = {}
@@ -575,7 +628,7 @@ def kernels(name, parallel):
                     as_kernel(disp, f"{label}-{kind}-{variant}")
                     if spec is not None:
                         tuned_for_float32(disp, spec.interleave_for(kind),
-                                          _sixteen_float32_lanes(spec, kind))
+                                          _sized_by_float32(spec, kind))
                 _kernels[key] = ks
     return ks
 

@@ -24,6 +24,11 @@ def has_avx512():
     return bool(llvm.get_host_cpu_features().get("avx512f", False))
 
 
+def has_avx2():
+    import llvmlite.binding as llvm
+    return bool(llvm.get_host_cpu_features().get("avx2", False))
+
+
 def full_width(dispatcher):
     """Make ``dispatcher`` compile its signatures for 512-bit vectors on AVX-512 CPUs."""
     if not has_avx512():
