@@ -144,28 +144,37 @@ def test_without_avx512_every_float32_kernel_is_one_pass_sized_by_its_inputs(mon
     names = [name for name, spec in REGISTRY.items() if spec.float32_value]
     asked = _llvm_options_asked(monkeypatch, names)
     for name in names:
-        for kind, (interleave, by_float32) in asked[name].items():
-            assert by_float32 == ("_f32" in kind), (name, kind)
+        avx2_interleave = REGISTRY[name].float32_interleave_avx2
+        for kind, options in asked[name].items():
+            f32 = "_f32" in kind
+            assert options == ((avx2_interleave if f32 else 0), f32), (name, kind)
         ks = cpu.kernels(name, False)
         assert ks["reduce_value_f32"].py_func.__name__ == "reduce_value", name
         cpu.forget(name)
+    assert REGISTRY["sigmoid_focal"].float32_interleave_avx2 == 2
 
 
-def test_the_interleave_is_forced_on_avx512_only(monkeypatch):
+@pytest.mark.parametrize("avx512,avx2,expected", [
+    (True, True, ["-force-vector-interleave=2", "-vectorizer-maximize-bandwidth=true",
+                  "-force-vector-interleave=0", "-vectorizer-maximize-bandwidth=false"]),
+    (False, True, ["-force-vector-interleave=2", "-vectorizer-maximize-bandwidth=true",
+                   "-force-vector-interleave=0", "-vectorizer-maximize-bandwidth=false"]),
+    (False, False, [])], ids=["avx512", "avx2", "neither"])
+def test_llvm_options_are_set_on_avx2_and_avx512_cpus_only(monkeypatch, avx512, avx2, expected):
     import llvmlite.binding
     from numba import njit
     options = []
     monkeypatch.setattr(llvmlite.binding, "set_option", lambda _, option: options.append(option))
-    monkeypatch.setattr(cpu, "has_avx512", lambda: False)
-    monkeypatch.setattr(cpu, "has_avx2", lambda: True)
+    monkeypatch.setattr(cpu, "has_avx512", lambda: avx512)
+    monkeypatch.setattr(cpu, "has_avx2", lambda: avx2)
 
     @njit
     def dot(y, p):
         return (y * p).sum()
 
-    cpu.tuned_for_float32(dot, 4, by_float32=True)
+    cpu.tuned_for_float32(dot, 2, by_float32=True)
     assert dot(np.ones(3, np.float32), np.ones(3, np.float32)) == 3.0
-    assert options == ["-vectorizer-maximize-bandwidth=true", "-vectorizer-maximize-bandwidth=false"]
+    assert options == expected
 
 
 def test_the_maths_the_kernels_call_is_built_with_the_kernels_fast_math_flags():

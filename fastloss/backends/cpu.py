@@ -560,18 +560,19 @@ def tuned_for_float32(dispatcher, interleave=0, by_float32=False):
 
     The options are LLVM's, for the whole process; they are set and reset around each
     such compilation under Numba's compiler lock, so no other compilation sees them.
-    The interleave count only on CPUs with AVX-512, whose 32 vector registers hold
-    four interleaved copies of a loss's loop without spilling; the vector width on
-    those and on AVX2 CPUs, where it was measured (on AVX2, eight float32 lanes
-    instead of four: squared_hinge's value 20% faster, huber's 10%, the
-    transcendental losses' a fifth to a third with ``float32_in_one_pass``).
+    Only on CPUs with AVX-512 or AVX2, where they were measured: on AVX-512 the
+    32 vector registers hold four interleaved copies of a loss's loop without
+    spilling (``LossSpec.interleave_for``); on AVX2 the loop sized by its float32
+    inputs runs eight float32 lanes instead of four (squared_hinge's value 20%
+    faster, huber's 10%, the transcendental losses' a fifth to a third with
+    ``float32_in_one_pass``).
     """
     options = []
-    if interleave and has_avx512():
+    if interleave:
         options.append(("-force-vector-interleave", interleave, 0))
-    if by_float32 and (has_avx512() or has_avx2()):
+    if by_float32:
         options.append(("-vectorizer-maximize-bandwidth", "true", "false"))
-    if not options:
+    if not options or not (has_avx512() or has_avx2()):
         return dispatcher
     compile_default = dispatcher.compile
 
@@ -627,7 +628,7 @@ def kernels(name, parallel):
                 for kind, disp in ks.items():
                     as_kernel(disp, f"{label}-{kind}-{variant}")
                     if spec is not None:
-                        tuned_for_float32(disp, spec.interleave_for(kind),
+                        tuned_for_float32(disp, spec.interleave_for(kind, has_avx512()),
                                           _sized_by_float32(spec, kind))
                 _kernels[key] = ks
     return ks
