@@ -168,9 +168,18 @@ def _log_kernel(k, f):
     constant is 1.9e-9 above ln 2 (2.7e-9 relative), so k ln 2 is off by less than
     a twentieth of an ulp of the result for every k, and the usual split of ln 2
     into two parts would cost two operations more.
+
+    Q is evaluated by powers of f^2 (Estrin's scheme) rather than by Horner's:
+    one multiplication more (f^4; f^2 serves f + f^2 Q too), but a chain of four
+    dependent operations instead of eight.  Where the scheduler cannot hold
+    enough iterations of a loop to cover a long chain (AVX2, binary_cross_entropy's
+    two logarithms in one loop), that made the loss 8-10% faster.
     """
-    q = (((((((_K8 * f + _K7) * f + _K6) * f + _K5) * f + _K4) * f + _K3) * f + _K2) * f + _K1)
-    return k * _LN2 + (f * (f * q) + f)
+    f2 = f * f
+    f4 = f2 * f2
+    q = (((_K2 * f + _K1) + (_K4 * f + _K3) * f2)
+         + ((_K6 * f + _K5) + (_K8 * f + _K7) * f2) * f4)
+    return k * _LN2 + (f2 * q + f)
 
 
 @njit(**SCALAR_OPTIONS)
