@@ -48,7 +48,7 @@ def test_quick_bench_runs_end_to_end_and_says_what_it_shortened(capsys):
     assert sorted(rows) == ["log_cosh", "log_cosh", "mse", "mse"]   # value and value_and_grad
     assert "(--quick: NumPy timed on the first n/10 elements, its times scaled to n)" in out
     assert "new custom loss in a fresh process: not measured with --quick" in out
-    assert "start-up: import fastloss" in out and "cross_entropy (2048, 32000)" in out
+    assert "start-up: import fastloss" in out and "cross_entropy (1024, 32000)" in out
     assert "cross_entropy (250000, 10)" in out
 
 

@@ -13,7 +13,7 @@ import sys
 _SCRIPT = r"""
 import json, sys, time
 import numpy as np
-impl, N, H, C = sys.argv[1], *map(int, sys.argv[2:5])
+impl, N, H, C, timed = sys.argv[1], *map(int, sys.argv[2:6])
 rng = np.random.default_rng(0)
 h = rng.standard_normal((N, H), dtype=np.float32)
 w = rng.standard_normal((C, H), dtype=np.float32) * 0.03
@@ -59,18 +59,21 @@ else:
 base = status("VmRSS")
 value = run()
 best = float("inf")
-for _ in range(2):
+for _ in range(timed):
     t = time.perf_counter(); run(); best = min(best, time.perf_counter() - t)
 peak = status("VmHWM")
 print(json.dumps({"seconds": best, "extra_bytes": max(0, peak - base), "value": value}))
 """
 
 
-def measure(N=4096, H=1024, C=32000, implementations=("fastloss", "torch-chunked", "torch")):
-    """{implementation: {"seconds", "extra_bytes", "value"}}, each from its own process."""
+def measure(N=4096, H=1024, C=32000, implementations=("fastloss", "torch-chunked", "torch"),
+            timed=2):
+    """{implementation: {"seconds", "extra_bytes", "value"}}, each from its own process:
+    the best of ``timed`` runs after a first."""
     results = {}
     for impl in implementations:
-        proc = subprocess.run([sys.executable, "-c", _SCRIPT, impl, str(N), str(H), str(C)],
+        proc = subprocess.run([sys.executable, "-c", _SCRIPT, impl, str(N), str(H), str(C),
+                               str(timed)],
                               capture_output=True, text=True)
         if proc.returncode == 0:
             results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
