@@ -151,8 +151,10 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
     its value for labels in {0, 1} (``scalar.BINARY_LABEL_VALUES``)."""
     kinds = _one_pass_templates(spec, value, grad, hess, parallel, _in_float64)
     if spec.float32_value and float32_in_one_pass(spec):
-        in_float32 = _one_pass_templates(spec, value, grad, hess, parallel, _in_float32,
-                                         binary_value)
+        in_float32 = _one_pass_templates(spec, value, grad, hess, parallel, _in_float32)
+        if binary_value is not None:
+            in_float32.update(_one_pass_by_labels(spec, value, grad, binary_value, parallel,
+                                                  _in_float32))
         kinds.update({kind + "_f32": in_float32[kind] for kind in FLOAT32_KINDS})
     elif spec.float32_value:
         kinds.update(_float32_templates(spec, value, grad, binary_value, parallel))
@@ -242,24 +244,15 @@ def _one_pass_blocks(value, grad, y_short, p_short, working):
     return value_sum, value_fill, value_grad
 
 
-def _one_pass_templates(spec, value, grad, hess, parallel, working, binary_value=None):
+def _one_pass_templates(spec, value, grad, hess, parallel, working):
     """The kernels of one loss that compute each element in one pass, the inputs read
     in their own dtype and converted by ``working`` (to float64, or to float32 for
-    the float32 kinds, ``float32_in_one_pass``); sums are float64.  Each element's
-    inputs are read once, before anything is stored: an output may be y_true or
-    y_pred itself (``_validation.kernel_out``).  With a ``binary_value`` (a value
-    function for labels in {0, 1}, ``scalar.BINARY_LABEL_VALUES``), the kernels
-    computing values use it for each block whose labels are all 0 or 1."""
+    the float32 kinds of ``LossSpec.float32_in_one_pass``); sums are float64.  Each
+    element's inputs are read once, before anything is stored: an output may be
+    y_true or y_pred itself (``_validation.kernel_out``)."""
     # Domains are checked by summing shortfalls: negative exactly when an input is outside.
     y_short = scalar.DOMAIN_SHORTFALLS[spec.y_domain]
     p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
-    value_sum, value_fill, value_grad = _one_pass_blocks(value, grad, y_short, p_short, working)
-    if binary_value is not None:
-        # labels known to be 0 or 1 are inside every label domain: p's is checked alone
-        binary = _one_pass_blocks(binary_value, grad, scalar.DOMAIN_SHORTFALLS["real"],
-                                  p_short, working)
-        value_sum, value_fill, value_grad = (
-            _by_labels(b, g) for b, g in zip(binary, (value_sum, value_fill, value_grad)))
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def reduce_value(y, p, w, th):
@@ -268,7 +261,18 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, binary_value
         sums = np.empty(nb)
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            s, k = value_sum(y, p, th, 1.0, _lo(b), _hi(b, n), w, None)
+            s = 0.0
+            k = _no_shortfall(y, p)
+            for i in range(_lo(b), _hi(b, n)):
+                yr = y[i]
+                pr = p[i]
+                yi = working(yr)
+                pi = working(pr)
+                v = value(yi, pi, th)
+                if w is not None:
+                    v = v * np.float64(w[i])
+                s = _add(s, v)
+                k = _add(k, y_short(yr) + p_short(pr))
             sums[b] = s
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
@@ -279,7 +283,18 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, binary_value
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            bad[b] = value_fill(y, p, th, 1.0, _lo(b), _hi(b, n), w, out) < 0.0
+            k = _no_shortfall(y, p)
+            for i in range(_lo(b), _hi(b, n)):
+                yr = y[i]
+                pr = p[i]
+                yi = working(yr)
+                pi = working(pr)
+                v = value(yi, pi, th)
+                if w is not None:
+                    v = v * np.float64(w[i])
+                out[i] = v
+                k = _add(k, y_short(yr) + p_short(pr))
+            bad[b] = k < 0.0
         return bad.sum()
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
@@ -309,7 +324,22 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, binary_value
         sums = np.empty(nb)
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            s, k = value_grad(y, p, th, scale, _lo(b), _hi(b, n), w, out)
+            s = 0.0
+            k = _no_shortfall(y, p)
+            for i in range(_lo(b), _hi(b, n)):
+                yr = y[i]
+                pr = p[i]
+                yi = working(yr)
+                pi = working(pr)
+                v = value(yi, pi, th)
+                g = grad(yi, pi, th) * working(scale)
+                if w is not None:
+                    wi = np.float64(w[i])
+                    v = v * wi
+                    g = g * wi
+                s = _add(s, v)
+                out[i] = g
+                k = _add(k, y_short(yr) + p_short(pr))
             sums[b] = s
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
@@ -340,6 +370,55 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, binary_value
 
     return {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
             "value_and_grad": value_and_grad, "grad_hess": grad_hess}
+
+
+def _one_pass_by_labels(spec, value, grad, binary_value, parallel, working):
+    """reduce_value, value_none and value_and_grad of ``_one_pass_templates`` for a loss
+    with a value function for labels in {0, 1} (``scalar.BINARY_LABEL_VALUES``): each
+    block whose labels are all 0 or 1 takes it, the others the general ``value``."""
+    y_short = scalar.DOMAIN_SHORTFALLS[spec.y_domain]
+    p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
+    general = _one_pass_blocks(value, grad, y_short, p_short, working)
+    # labels known to be 0 or 1 are inside every label domain: p's is checked alone
+    binary = _one_pass_blocks(binary_value, grad, scalar.DOMAIN_SHORTFALLS["real"], p_short,
+                              working)
+    value_sum, value_fill, value_grad = (_by_labels(b, g) for b, g in zip(binary, general))
+
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def reduce_value(y, p, w, th):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        sums = np.empty(nb)
+        bad = np.empty(nb, np.int64)
+        for b in prange(nb):
+            s, k = value_sum(y, p, th, 1.0, _lo(b), _hi(b, n), w, None)
+            sums[b] = s
+            bad[b] = k < 0.0
+        return _sum_in_order(sums), bad.sum()
+
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def value_none(y, p, w, th, out):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        bad = np.empty(nb, np.int64)
+        for b in prange(nb):
+            bad[b] = value_fill(y, p, th, 1.0, _lo(b), _hi(b, n), w, out) < 0.0
+        return bad.sum()
+
+    @njit(parallel=parallel, **KERNEL_OPTIONS)
+    def value_and_grad(y, p, w, th, scale, out):
+        n = y.shape[0]
+        nb = (n + BLOCK - 1) // BLOCK
+        sums = np.empty(nb)
+        bad = np.empty(nb, np.int64)
+        for b in prange(nb):
+            s, k = value_grad(y, p, th, scale, _lo(b), _hi(b, n), w, out)
+            sums[b] = s
+            bad[b] = k < 0.0
+        return _sum_in_order(sums), bad.sum()
+
+    return {"reduce_value": reduce_value, "value_none": value_none,
+            "value_and_grad": value_and_grad}
 
 
 def _constant_position(spec):
