@@ -193,7 +193,10 @@ def _one_pass_blocks(value, grad, y_short, p_short, working):
     for one value function: (value_sum, value_fill, value_grad), each returning the
     block's sum of domain shortfalls (and value_sum and value_grad the sum of its
     values first).  One signature, (y, p, th, scale, lo, hi, w, out), so that
-    ``_by_labels`` can choose between two such loops."""
+    ``_by_labels`` can choose between two such loops.  ``_one_pass_templates``
+    writes the same loops in its kernels' bodies: built from these, the float64
+    kinds of huber, mae, pinball and smooth_l1 on float32 data came out
+    unvectorized, depending on what the process had compiled before."""
     @inlined_jit(**KERNEL_OPTIONS)
     def value_sum(y, p, th, scale, lo, hi, w, out):
         s = 0.0
