@@ -98,7 +98,7 @@ class LossSpec:
     # float64 kernels' one pass over the inputs (summed in float64 as they go), not in a
     # first pass to a buffer of float32 values and a second that sums them.  For the
     # arithmetic losses, a handful of operations per element: the second pass would cost
-    # more than the float32 lanes save.  On CPUs with AVX-512; without it, every
+    # more than the float32 lanes save.  On CPUs with AVX2 but not AVX-512 every
     # float32_value loss takes one pass (backends.cpu.float32_in_one_pass).
     float32_in_one_pass: bool = False
     # With float32_value: the value function computes in float64 from the float32

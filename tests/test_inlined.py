@@ -139,8 +139,9 @@ def test_kernels_get_the_llvm_options_their_spec_asks_for_on_avx512(monkeypatch)
     assert sixteen_lanes["log_cosh"] == [False] * 4               # two passes
 
 
-def test_without_avx512_every_float32_kernel_is_one_pass_sized_by_its_inputs(monkeypatch):
+def test_on_avx2_every_float32_kernel_is_one_pass_sized_by_its_inputs(monkeypatch):
     monkeypatch.setattr(cpu, "has_avx512", lambda: False)
+    monkeypatch.setattr(cpu, "has_avx2", lambda: True)
     names = [name for name, spec in REGISTRY.items() if spec.float32_value]
     asked = _llvm_options_asked(monkeypatch, names)
     for name in names:
@@ -152,6 +153,14 @@ def test_without_avx512_every_float32_kernel_is_one_pass_sized_by_its_inputs(mon
         assert ks["reduce_value_f32"].py_func.__name__ == "reduce_value", name
         cpu.forget(name)
     assert REGISTRY["sigmoid_focal"].float32_interleave_avx2 == 2
+
+
+def test_other_cpus_keep_the_two_pass_float32_kernels(monkeypatch):
+    monkeypatch.setattr(cpu, "has_avx512", lambda: False)
+    monkeypatch.setattr(cpu, "has_avx2", lambda: False)
+    assert not cpu.float32_in_one_pass(REGISTRY["log_cosh"])
+    assert cpu.float32_in_one_pass(REGISTRY["mse"])
+    assert not cpu._sized_by_float32(REGISTRY["log_cosh"], "reduce_value_f32")
 
 
 @pytest.mark.parametrize("avx512,avx2,expected", [

@@ -12,7 +12,7 @@ are computed in float32 (sixteen AVX-512 lanes instead of eight), the values
 still summed in float64: on AVX-512 CPUs by the float32 templates (a block's
 values to a buffer, then summed) for the transcendental losses, and in the one
 pass of the float64 templates for the arithmetic ones
-(``LossSpec.float32_in_one_pass``); elsewhere in one pass for all
+(``LossSpec.float32_in_one_pass``); on AVX2 CPUs in one pass for all
 (``float32_in_one_pass``).
 kl_div's value takes its float32 operands into float64 maths
 (``LossSpec.float64_value_maths``).
@@ -165,17 +165,20 @@ def float32_in_one_pass(spec):
     """Whether the float32 kinds of ``spec`` compute in one pass (``_one_pass_templates``)
     rather than by the float32 templates' two (``_float32_templates``).
 
-    On AVX-512 CPUs, ``LossSpec.float32_in_one_pass`` says (the arithmetic losses).
-    On CPUs without AVX-512 every float32_value loss takes one pass: there the two
+    ``LossSpec.float32_in_one_pass`` says (the arithmetic losses), but on CPUs with
+    AVX2 and not AVX-512 every float32_value loss takes one pass: there the two
     passes cost the transcendental losses' values a fifth to a third of their time
     (AVX2, AMD Zen 3, 2 threads, n = 1e7: binary_cross_entropy 11.8 -> 9.6 ms,
     binary_cross_entropy_with_logits 12.3 -> 8.2, log_cosh 11.2 -> 8.2, both with
     the loop sized by its float32 inputs, ``tuned_for_float32``; sigmoid_focal, with
     the most maths per element, the same).  Sixteen registers of eight float32
     lanes spill a loop's constants either way, and the buffer's store, reload and
-    second loop cost more than the float64 sum's conversions in the one loop.
+    second loop cost more than the float64 sum's conversions in the one loop.  (Other
+    CPUs keep the layout they had: unmeasured, and without the vector width sized by
+    the float32 inputs, which ``tuned_for_float32`` sets on x86 only, one pass would
+    run half as many float32 lanes.)
     """
-    return spec.float32_in_one_pass or not has_avx512()
+    return spec.float32_in_one_pass or (has_avx2() and not has_avx512())
 
 
 @inlined_jit()
