@@ -89,10 +89,11 @@ class LossSpec:
     # float32_interleave: kl_div's value loop, whose float64 log takes a division, ran 10%
     # slower at four on an Intel AVX-512 CPU (its value_and_grad 5% faster).
     float32_interleave_exempt_kinds: tuple = ()
-    # The same for its float32 kinds on CPUs with AVX2 but not AVX-512 (16 registers of
-    # eight float32 lanes): sigmoid_focal's value ran 24% faster at two (AMD Zen 3, 2
-    # threads, n = 1e7); binary_cross_entropy's at two was 11% faster with soft labels
-    # but 12% slower with 0/1 labels, log_cosh's and the logits one's the same.
+    # float32_interleave's counterpart on CPUs with AVX2 but not AVX-512 (16 registers of
+    # eight float32 lanes), for the float32 kinds only: sigmoid_focal's value ran 24%
+    # faster at two (AMD Zen 3, 2 threads, n = 1e7); binary_cross_entropy's at two was
+    # 11% faster with soft labels but 12% slower with 0/1 labels, log_cosh's and the
+    # logits one's the same.
     float32_interleave_avx2: int = 0
     # With float32_value: the CPU kernels compute the float32 value and gradient in the
     # float64 kernels' one pass over the inputs (summed in float64 as they go), not in a
