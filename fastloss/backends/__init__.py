@@ -14,6 +14,7 @@ one), which the caller turns into a ValueError naming the first such element.  T
 imported on first use, so ``import fastloss`` never imports Numba.
 """
 import importlib
+import math
 
 import numpy as np
 
@@ -54,3 +55,11 @@ def describe():
 def available():
     """The backends that can run on this machine, by name."""
     return [name for name, state in describe().items() if state.startswith("available")]
+
+
+def float32_overflowed(kind, total, bad):
+    """Whether a float32 kernel's (total, bad) is to be computed again by the float64
+    kernel of the same kind: a float32 value may overflow where the float64 sum holds it
+    (mse of differences above 1.8e19; NaN inputs pay for a second pass too).  The
+    float32 kernels' kinds hold "_f32" (the CPU's constant builds add "@constant")."""
+    return "_f32" in kind and not bad and not math.isfinite(total)

@@ -21,7 +21,6 @@ since starting threads costs more there; the choice depends on the size
 only, and the two builds agree to the last bit or two (LLVM may vectorize
 them differently).
 """
-import math
 import threading
 
 import numba
@@ -38,6 +37,7 @@ from ..kernels.as_kernel import as_kernel
 from ..kernels.llvm_attributes import inlined_jit
 from ..kernels.memory import PREFETCH_CHUNK, prefetch_chunk
 from ..kernels.vector_width import has_avx2, has_avx512
+from . import float32_overflowed
 from ..specs import REGISTRY
 
 _config.choose_fork_safe_threading_layer()
@@ -775,17 +775,10 @@ def _kind(name, kind, theta, y=None, p=None):
     return kind + CONSTANT if spec.constant_param and constant_applies(spec, theta) else kind
 
 
-def _float32_overflowed(kind, total, bad):
-    """Whether a float32 kernel's (total, bad) is to be computed again by the float64
-    kernel: a float32 value may overflow where the float64 sum holds it (mse of
-    differences above 1.8e19; NaN inputs pay for a second pass too)."""
-    return "_f32" in kind and not bad and not math.isfinite(total)
-
-
 def reduce_value(name, y, p, w, theta):
     kind = _kind(name, "reduce_value", theta, y, p)
     total, bad = _run(name, kind, y.shape[0], y, p, w, theta)
-    if _float32_overflowed(kind, total, bad):
+    if float32_overflowed(kind, total, bad):
         total, bad = _run(name, kind.replace("_f32", ""), y.shape[0], y, p, w, theta)
     return total, bad
 
@@ -806,7 +799,7 @@ def value_and_grad(name, y, p, w, theta, scale, out):
     # float32 pass's sum is not finite, the float64 pass after it reads the inputs again.
     first = np.empty_like(out) if over_input else out
     total, bad = _run(name, kind, y.shape[0], y, p, w, theta, float(scale), first)
-    if _float32_overflowed(kind, total, bad):
+    if float32_overflowed(kind, total, bad):
         total, bad = _run(name, kind.replace("_f32", ""), y.shape[0],
                           y, p, w, theta, float(scale), out)
     elif over_input:

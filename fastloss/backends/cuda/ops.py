@@ -1,5 +1,4 @@
 """The backend operations (see ``fastloss.backends``) on device arrays."""
-import math
 import threading
 
 import numpy as np
@@ -7,6 +6,7 @@ from numba import cuda
 
 from . import arrays
 from . import elementwise
+from .. import float32_overflowed
 from ...specs import REGISTRY
 from .launch import reduce
 
@@ -46,16 +46,10 @@ def value_kind(kind, name, y, p):
     return kind + "_f32" if REGISTRY[name].value_in_float32(y.dtype, p.dtype) else kind
 
 
-def _float32_overflowed(kind, total, bad):
-    """Whether a float32 kernel's (total, bad) is to be computed again by the float64 kernel,
-    whose sum may hold values that overflowed float32 (NaN inputs pay for it too)."""
-    return kind.endswith("_f32") and not bad and not math.isfinite(total)
-
-
 def reduce_value(name, y, p, w, theta):
     kind = value_kind("reduce_value", name, y, p)
     total, bad = _run(name, kind, y, p, w, theta)
-    if _float32_overflowed(kind, total, bad):
+    if float32_overflowed(kind, total, bad):
         total, bad = _run(name, "reduce_value", y, p, w, theta)
     return total, bad
 
@@ -83,7 +77,7 @@ def value_and_grad(name, y, p, w, theta, scale, out):
     # float32 pass's sum is not finite, the float64 pass after it reads the inputs again.
     first = cuda.device_array_like(out) if over_input else out
     total, bad = _run(name, kind, y, p, w, theta, float(scale), first)
-    if _float32_overflowed(kind, total, bad):
+    if float32_overflowed(kind, total, bad):
         total, bad = _run(name, "value_and_grad", y, p, w, theta, float(scale), out)
     elif over_input:
         out.copy_to_device(first)
