@@ -85,10 +85,6 @@ class LossSpec:
     # bodies; four independent vectors in flight keep the vector units busier where a chain
     # of dependent polynomial steps would leave them waiting (see backends.cpu.tuned_for_float32).
     float32_interleave: int = 0
-    # Kinds (names without "_f32" or "@constant") kept at LLVM's own interleave despite
-    # float32_interleave: kl_div's value loop, whose float64 log takes a division, ran 10%
-    # slower at four on an Intel AVX-512 CPU (its value_and_grad 5% faster).
-    float32_interleave_exempt_kinds: tuple = ()
     # float32_interleave's counterpart on CPUs with AVX2 but not AVX-512 (16 registers of
     # eight float32 lanes), for the float32 kinds only: sigmoid_focal's value ran 24%
     # faster at two (AMD Zen 3, 2 threads, n = 1e7); binary_cross_entropy's at two was
@@ -116,11 +112,9 @@ class LossSpec:
     float32_sum_width_kinds: tuple = ()
 
     def interleave_for(self, kind, avx512=True):
-        """LLVM's interleave count for CPU kernel ``kind``: float32_interleave (or on CPUs
-        without AVX-512 float32_interleave_avx2), or 0 where that kind is exempt."""
-        base, f32, _ = kind.partition("@")[0].partition("_f32")
-        if base in self.float32_interleave_exempt_kinds:
-            return 0
+        """LLVM's interleave count for CPU kernel ``kind``: float32_interleave, or on CPUs
+        without AVX-512 float32_interleave_avx2 for the float32 kinds (0 for the others)."""
+        f32 = "_f32" in kind.partition("@")[0]
         if not avx512:
             return self.float32_interleave_avx2 if f32 else 0
         return self.float32_interleave
@@ -372,8 +366,9 @@ register(LossSpec(
     float32_value=True,
     float32_in_one_pass=True,
     float64_value_maths=True,
+    # its value kernels too: 11 -> 5.5-6.2 ms at n = 1e7 float32 on 2 threads of an Intel
+    # AVX-512 host, where an earlier one had measured them 10% slower at four
     float32_interleave=4,
-    float32_interleave_exempt_kinds=("reduce_value", "value_none"),
 ))
 register(LossSpec(
     name="sigmoid_focal",
