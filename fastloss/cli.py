@@ -195,7 +195,7 @@ def bench(args):
     beside = [r.bandwidth for r in rows if r.bandwidth]
     if beside:
         print("each loss's share is of the bandwidth probed in turn with its own runs, "
-              f"with streams of its size: read {min(b['read'] for b in beside):.1f}-"
+              f"over its own arrays: read {min(b['read'] for b in beside):.1f}-"
               f"{max(b['read'] for b in beside):.1f} GB/s, 2 reads + 1 write "
               f"{min(b['read_write'] for b in beside):.1f}-{max(b['read_write'] for b in beside):.1f}")
     print()

@@ -5,7 +5,7 @@ import pytest
 
 import fastloss as fl
 from fastloss import peers
-from fastloss.bench import throughput
+from fastloss.bench import bandwidth, throughput
 
 
 @pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")   # kl_div's, PyTorch's
@@ -99,6 +99,24 @@ def test_the_adapter_rows_time_every_installed_trainer():
         assert any(t is not None for t in times), case
         assert all(t is None or 0 < t < 60 for t in times), (case, times)
     assert adapters.table(rows).count("\n") == len(rows)
+
+
+def test_the_bandwidth_probes_read_and_write_the_arrays_they_are_given():
+    """The probes beside a loss stream its own arrays (so that both find the caches in
+    the same state), and count the bytes of those arrays."""
+    rng = np.random.default_rng(3)
+    a, c = rng.random(1000, dtype=np.float32), rng.random(1000, dtype=np.float32)
+    out = np.zeros(1000, np.float32)
+    beside = bandwidth.Beside(a, c, out)
+    read2, read3, triad = beside.runs
+    np.testing.assert_allclose(read2(), (a.astype(np.float64) + c).sum(), rtol=1e-5)
+    triad()
+    np.testing.assert_allclose(out, a + np.float32(1.5) * c, rtol=1e-6)
+    np.testing.assert_allclose(read3(), (a.astype(np.float64) + c + out).sum(), rtol=1e-5)
+    rates = beside.rates([8000 / 1e9, 24000 / 1e9, 6000 / 1e9])    # 1, 0.5 and 2 GB/s
+    assert rates["read"] == pytest.approx(1.0) and rates["read_write"] == pytest.approx(2.0)
+    alone = bandwidth.Beside(a, c)
+    assert len(alone.runs) == 1 and alone.rates([4000 / 1e9])["read"] == pytest.approx(2.0)
 
 
 def test_best_of_rounds_times_each_call_in_turn_and_keeps_each_ones_best(monkeypatch):

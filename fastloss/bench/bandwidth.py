@@ -104,26 +104,35 @@ def measure(n=1 << 26, repeats=3, max_threads=None):
 
 
 class Beside:
-    """Quick probes at the benchmark's own size, to time in turn with each measurement
+    """Quick probes over the benchmark's own arrays, to time in turn with each measurement
     (``throughput.best_of_rounds``).
 
     The machine's bandwidth changes while a benchmark runs (neighbours on the
-    host), and streams of the benchmark's size can read faster than the 256 MiB
-    ones of ``measure`` (the host's caches): a share judged against either alone
-    can exceed 100% or understate one.  ``nbytes`` per stream; all threads.
-    ``runs``: the probes as calls (2 and 3 read streams, the triad); ``rates`` turns
-    their best seconds into GB/s.
+    host), and arrays of the benchmark's size can read faster than the 256 MiB
+    streams of ``measure`` (the host's caches): a share judged against either alone
+    can exceed 100% or understate one.  The probes read (and write) the very
+    arrays the measured kernel does, so that both find the caches in the same
+    state: on a host whose caches hold part of the data, probes over arrays of
+    their own took the cache from the kernel (mse's value at n = 1e7 float32 took
+    1.7 ms in a loop of its own and 2.7 ms right after a read of 80 MB of other
+    arrays, on an Intel host with a 480 MiB cache) and the other way round.
+
+    ``runs``: the probes as calls: a read of (a, c), and with ``out`` (an array
+    of a's size and type, holding finite values) a read of (a, c, out) and the
+    triad out = a + 1.5 c; all threads.  ``rates`` turns their best seconds into GB/s.
     """
 
-    def __init__(self, nbytes):
-        n = max(nbytes // 4, 1)
-        a, c, d = (np.full(n, k, dtype=np.float32) for k in (1.0, 2.0, 3.0))
-        out = np.empty(n, np.float32)
-        self.runs = [lambda: _read2(a, c), lambda: _read3(a, c, d), lambda: _triad(a, c, out)]
-        self._moved = ((2 * 4 * n, "read"), (3 * 4 * n, "read"), (3 * 4 * n, "read_write"))
+    def __init__(self, a, c, out=None):
+        self.runs = [lambda: _read2(a, c)]
+        self._moved = [(a.nbytes + c.nbytes, "read")]
+        if out is not None:
+            self.runs += [lambda: _read3(a, c, out), lambda: _triad(a, c, out)]
+            self._moved += [(a.nbytes + c.nbytes + out.nbytes, "read"),
+                            (a.nbytes + c.nbytes + out.nbytes, "read_write")]
 
     def rates(self, seconds):
-        """{"read": GB/s, "read_write": GB/s} from the best seconds of each of ``runs``."""
+        """{"read": GB/s, "read_write": GB/s} from the best seconds of each of ``runs``
+        (read_write 0.0 without ``out``)."""
         rates = {"read": 0.0, "read_write": 0.0, "detail": []}
         for (nbytes, rate), s in zip(self._moved, seconds):
             rates[rate] = max(rates[rate], nbytes / s / 1e9)

@@ -150,8 +150,7 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
         for row, y_domain in EXTRA_CASES.get(name, ()):
             data[row] = draw(y_domain, rng, (n,)).astype(dtype), data[name][1]
             losses[row] = name
-    beside = bandwidth.Beside(itemsize * n)
-    out = np.empty(n, dtype)
+    out = np.zeros(n, dtype)         # finite from the start: the probes read it
     rows = {}
     for row, name in losses.items():
         if progress:
@@ -160,12 +159,12 @@ def measure(names=None, n=10_000_000, dtype=np.float32, repeats=5, peers_too=Tru
         loss = fl.get(name)
         value = rows[row, "value"] = Row(row, "value", 2 * itemsize * n)
         fused = rows[row, "value_and_grad"] = Row(row, "value_and_grad", 3 * itemsize * n)
+        beside = bandwidth.Beside(y, p, out)
         *probe_seconds, value_seconds, fused_seconds = best_of_rounds(
             beside.runs + [lambda: loss(y, p), lambda: loss.value_and_grad(y, p, out=out)],
             2 * repeats)
         value.seconds["fastloss"], fused.seconds["fastloss"] = value_seconds, fused_seconds
         value.bandwidth = fused.bandwidth = beside.rates(probe_seconds)
-    del beside                  # its streams: the peers below need the memory more
     reps = 1 if quick_baselines else max(1, repeats // 2)
     warm = not quick_baselines
     # With quick_baselines, NumPy runs on the first tenth of the elements and its time is
