@@ -26,9 +26,9 @@ _LINE = 64
 
 @intrinsic
 def _prefetch(typingctx, a, i):
-    """A read prefetch (kept in every cache level) of the line holding a[i]; no check of i."""
-    if not (isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
-            and isinstance(i, types.Integer)):
+    """A read prefetch (kept in every cache level) of the line holding element i of C-ordered
+    a, counted in its memory order (a.flat[i]); no check of i."""
+    if not (isinstance(a, types.Array) and a.layout == "C" and isinstance(i, types.Integer)):
         return None
 
     def codegen(context, builder, signature, args):
@@ -46,10 +46,11 @@ def _prefetch(typingctx, a, i):
 
 @inlined_jit(**SCALAR_OPTIONS)
 def prefetch_range(a, lo, hi):
-    """Prefetch the lines of a[lo:hi], the part of it inside a (a hint: no effect on results)."""
+    """Prefetch the lines of a.flat[lo:hi] (a C-ordered), the part of it inside a (a hint:
+    no effect on results)."""
     if a is not None:
         step = max(_LINE // a.itemsize, 1)
-        for i in range(np.uint64(lo), np.uint64(min(hi, a.shape[0])), np.uint64(step)):
+        for i in range(np.uint64(lo), np.uint64(min(hi, a.size)), np.uint64(step)):
             _prefetch(a, i)
 
 
