@@ -114,9 +114,8 @@ class LossSpec:
     def interleave_for(self, kind, avx512=True):
         """LLVM's interleave count for CPU kernel ``kind``: float32_interleave, or on CPUs
         without AVX-512 float32_interleave_avx2 for the float32 kinds (0 for the others)."""
-        f32 = "_f32" in kind.partition("@")[0]
         if not avx512:
-            return self.float32_interleave_avx2 if f32 else 0
+            return self.float32_interleave_avx2 if "_f32" in kind else 0
         return self.float32_interleave
 
     def value_in_float32(self, y_dtype, p_dtype):

@@ -227,8 +227,9 @@ _RECIPROCAL_Q0, _RECIPROCAL_Q1, _RECIPROCAL_Q2 = (
     1.4777558950726437, -0.7224440526093392, 0.11686286649783899)
 # On CPUs with AVX-512, flog_of_float32 divides by fused multiply-adds (quotient_by_fma):
 # a float64 vector division holds its unit for about 16 cycles per eight lanes on Intel's
-# (kl_div's float32 value 7-10% faster at n = 1e7 on 2 threads of an Intel AVX-512 host).  Elsewhere it divides: AMD Zen 3's divider runs beside the two
-# FMA pipes that the loss's polynomials keep busy (unmeasured there).
+# (kl_div's float32 value 7-10% faster at n = 1e7 on 2 threads of an Intel AVX-512
+# host).  Elsewhere it divides: AMD Zen 3's divider runs beside the two FMA pipes that
+# the loss's polynomials keep busy (unmeasured there).
 _QUOTIENT_BY_FMA = has_avx512()
 
 
