@@ -402,6 +402,45 @@ def test_float32_sums_beyond_float32_range_match_the_float64_reference(name, par
     np.testing.assert_allclose(total, expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["mse", "squared_hinge"])
+def test_float32_values_whose_pairs_pass_float32_range_are_summed_in_float64(name):
+    """Each element's float32 value fits (2.25e38 < 3.4e38) but a pair of them does not:
+    the float32 kernels add the halves of each block in pairs, and the sum is still the
+    float64 reference's."""
+    n = cpu.PARALLEL_MIN_SIZE + 3
+    y = np.ones(n, np.float32)
+    x = np.full(n, -1.5e19, np.float32)
+    loss = fl.get(name)
+    expected = loss(y.astype(float), x.astype(float), backend="numpy")
+    assert np.isfinite(expected)
+    np.testing.assert_allclose(loss(y, x, backend="cpu"), expected, rtol=1e-6)
+
+
+_OUTSIDE = {"unit": 1.5, "nonneg": -0.5, "binary": 0.5, "signed_binary": 0.5}
+
+
+@builtin_loss_case
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("method", ["value", "value_and_grad"])
+def test_an_input_outside_its_domain_is_found_anywhere_in_a_block(name, params, dtype, method,
+                                                                  rng):
+    """The kernels' domain checks see every element: in a block's first half and its
+    second (which the float32 arithmetic kernels take side by side) and in the odd
+    element of a block of odd length."""
+    spec = fl.REGISTRY[name]
+    n = 2 * cpu.BLOCK + 7
+    y, p = sample(name, n, rng, dtype=dtype)
+    loss = fl.get(name, **params)
+    for which, domain in (("y_true", spec.y_domain), ("y_pred", spec.p_domain)):
+        if domain == "real":
+            continue
+        for i in (5, cpu.BLOCK // 2 + 3, 2 * cpu.BLOCK + 3, n - 1):
+            yb, pb = y.copy(), p.copy()
+            (yb if which == "y_true" else pb)[i] = _OUTSIDE[domain]
+            with pytest.raises(ValueError, match=rf"{which} .*index {i}\b"):
+                getattr(loss, "__call__" if method == "value" else method)(yb, pb, backend="cpu")
+
+
 @loss_case
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("alias", ["sample_weight", "y_true", "y_pred", "y_pred shifted"])
