@@ -68,13 +68,15 @@ class Loss:
         if reduction not in self.spec.extra_reductions:
             v.check_reduction(reduction, self.spec.extra_reductions)
 
-    def _denominator(self, be, x, reduction):
+    def _denominator(self, be, x, reduction, weight_stats=None):
         """What the reduced loss is divided by: 1 for a sum, count or sum(w) for a mean.
 
         "batchmean" divides by the first dimension (or the sum of the row weights).
+        ``weight_stats``: (sum, count of negative values) of the weights where the
+        caller has them, else computed here.
         """
         if x.w is not None:
-            total, negative = be.weight_stats(x.w)
+            total, negative = weight_stats or be.weight_stats(x.w)
             if negative:
                 raise ValueError(f"sample_weight must be >= 0; it has {negative} negative value(s)")
         if reduction == "batchmean":
@@ -106,13 +108,17 @@ class Loss:
             self._check_reduction(reduction)
         be = _resolve_backend(backend, y_true, y_pred, sample_weight)
         x = be.arrays.prepare(y_true, y_pred, sample_weight)
-        denom = (float(x.size) if x.w is None and reduction == "mean"
-                 else self._denominator(be, x, reduction))
-        if reduction == "none":
-            buf = be.arrays.empty(x)
-            self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, buf), x, be)
-            return be.arrays.result(buf, None, x)
-        total, bad = be.reduce_value(self.name, x.y, x.p, x.w, self._theta)
+        if x.w is not None and reduction != "none":
+            total, bad, denom = self._weighted_total(be, x, reduction)
+        else:
+            denom = (float(x.size) if x.w is None and reduction == "mean"
+                     else self._denominator(be, x, reduction))
+            if reduction == "none":
+                buf = be.arrays.empty(x)
+                self._check_domain(be.value_none(self.name, x.y, x.p, x.w, self._theta, buf),
+                                   x, be)
+                return be.arrays.result(buf, None, x)
+            total, bad = be.reduce_value(self.name, x.y, x.p, x.w, self._theta)
         if bad:
             self._check_domain(bad, x, be)
         if reduction == "mean" and denom:
@@ -132,10 +138,24 @@ class Loss:
         if reduction == "none":
             raise ValueError('partial sums need reduction "mean" or "sum", not "none"')
         be, x = self._prepare(y_true, y_pred, sample_weight, backend)
-        denom = self._denominator(be, x, "mean" if reduction == "sum" else reduction)
-        total, bad = be.reduce_value(self.name, x.y, x.p, x.w, self._theta)
+        reduction = "mean" if reduction == "sum" else reduction
+        if x.w is not None:
+            total, bad, denom = self._weighted_total(be, x, reduction)
+        else:
+            denom = self._denominator(be, x, reduction)
+            total, bad = be.reduce_value(self.name, x.y, x.p, x.w, self._theta)
         self._check_domain(bad, x, be)
         return float(total), float(denom)
+
+    def _weighted_total(self, be, x, reduction):
+        """(sum of w*l, invalid count, denominator) for weighted inputs: in one pass with
+        the weights' sum and check where the backend has it (``reduce_weighted_value``)."""
+        if not hasattr(be, "reduce_weighted_value"):
+            denom = self._denominator(be, x, reduction)
+            return (*be.reduce_value(self.name, x.y, x.p, x.w, self._theta), denom)
+        total, bad, weights, negative = be.reduce_weighted_value(self.name, x.y, x.p, x.w,
+                                                                 self._theta)
+        return total, bad, self._denominator(be, x, reduction, (weights, negative))
 
     def _reduce(self, total, denom, x, reduction):
         if reduction == "sum":

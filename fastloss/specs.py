@@ -226,7 +226,7 @@ register(LossSpec(
     reference="torch.nn.functional.mse_loss.",
     float32_value=True,
     float32_in_one_pass=True,
-    float32_sum_width_kinds=("reduce_value",),
+    float32_sum_width_kinds=("reduce_value", "reduce_weighted_value"),
     difference=True,
 ))
 register(LossSpec(
@@ -237,7 +237,7 @@ register(LossSpec(
     reference="torch.nn.functional.l1_loss.",
     float32_value=True,
     float32_in_one_pass=True,
-    float32_sum_width_kinds=("reduce_value",),
+    float32_sum_width_kinds=("reduce_value", "reduce_weighted_value"),
     difference=True,
 ))
 register(LossSpec(

@@ -416,6 +416,30 @@ def test_float32_values_whose_pairs_pass_float32_range_are_summed_in_float64(nam
     np.testing.assert_allclose(loss(y, x, backend="cpu"), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["mse", "hinge", "binary_cross_entropy", "log_cosh", "kl_div"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("n", [1000, cpu.PARALLEL_MIN_SIZE + 5], ids=["serial", "parallel"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_negative_weights_are_counted_by_the_weighted_value_kernels(name, dtype, n, reduction,
+                                                                    rng):
+    """A weighted value's kernel sums the weights and counts the negative ones in its own
+    pass (cpu.reduce_weighted_value): every negative weight is counted, wherever it lies,
+    and the weighted mean divides by the weights' sum."""
+    y, p = sample(name, n, rng, dtype=dtype)
+    w = weights(n, rng, dtype)
+    loss = fl.get(name)
+    expected = loss(y, p, sample_weight=w, reduction=reduction, backend="numpy")
+    np.testing.assert_allclose(loss(y, p, sample_weight=w, reduction=reduction, backend="cpu"),
+                               expected, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    w[[3, n // 2, n - 1]] = -w[[3, n // 2, n - 1]] - dtype(0.5)
+    with pytest.raises(ValueError, match=r"sample_weight must be >= 0; it has 3 negative"):
+        loss(y, p, sample_weight=w, reduction=reduction, backend="cpu")
+    w[[3, n // 2, n - 1]] = 0.0
+    np.testing.assert_allclose(loss(y, p, sample_weight=w, reduction=reduction, backend="cpu"),
+                               loss(y, p, sample_weight=w, reduction=reduction, backend="numpy"),
+                               rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
 _OUTSIDE = {"unit": 1.5, "nonneg": -0.5, "binary": 0.5, "signed_binary": 0.5}
 
 

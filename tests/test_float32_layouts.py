@@ -78,9 +78,9 @@ def test_each_layout_matches_the_reference(name, weighted, layout, rng):
     assert_close(grad, expected_grad, np.float32, f"{layout}: value_and_grad's gradient")
     kinds = cpu.kernels(name, False)
     one_pass = layout == "one pass"
-    assert ("reduce_value_f32" in kinds) and (
-        kinds["reduce_value_f32"].py_func.__name__ == ("reduce_value" if one_pass
-                                                       else "reduce_value_f32"))
+    assert ("value_none_f32" in kinds) and (
+        kinds["value_none_f32"].py_func.__name__ == ("value_none" if one_pass
+                                                     else "value_none_f32"))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -28,6 +28,7 @@ def _example_arguments(name, kind, dtype):
     out = np.empty(8, dtype)
     return {
         "reduce_value": (y, p, None, theta),
+        "reduce_weighted_value": (y, p, np.ones(8, dtype), theta),
         "value_none": (y, p, None, theta, out),
         "grad": (y, p, None, theta, 1.0, out),
         "value_and_grad": (y, p, None, theta, 1.0, out),
@@ -133,9 +134,9 @@ def test_kernels_get_the_llvm_options_their_spec_asks_for_on_avx512(monkeypatch)
     assert REGISTRY["hinge"].float32_in_one_pass and REGISTRY["log_cosh"].float32_interleave
     sixteen_lanes = {name: [asked[name][k + "_f32"][1] for k in cpu.FLOAT32_KINDS]
                      for name in ("hinge", "log_cosh", "mse")}
-    assert sixteen_lanes["hinge"] == [True] * 4
-    assert sixteen_lanes["mse"] == [False, True, True, True]    # its value at eight
-    assert sixteen_lanes["log_cosh"] == [False] * 4               # two passes
+    assert sixteen_lanes["hinge"] == [True] * 5
+    assert sixteen_lanes["mse"] == [False, False, True, True, True]   # its values at eight
+    assert sixteen_lanes["log_cosh"] == [False] * 5                     # two passes
 
 
 def test_on_avx2_every_float32_kernel_is_one_pass_sized_by_its_inputs(monkeypatch):
@@ -149,7 +150,7 @@ def test_on_avx2_every_float32_kernel_is_one_pass_sized_by_its_inputs(monkeypatc
             f32 = "_f32" in kind
             assert options == ((avx2_interleave if f32 else 0), f32), (name, kind)
         ks = cpu.kernels(name, False)
-        assert ks["reduce_value_f32"].py_func.__name__ == "reduce_value", name
+        assert ks["value_none_f32"].py_func.__name__ == "value_none", name
         cpu.forget(name)
     assert REGISTRY["sigmoid_focal"].float32_interleave_avx2 == 2
 

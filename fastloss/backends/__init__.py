@@ -6,6 +6,8 @@
 * ``value_and_grad(name, y, p, w, theta, scale, out) -> (sum, invalid count)``
 * ``grad_hess(name, y, p, w, theta, gout, hout) -> invalid count``
 * ``weight_stats(w) -> (sum, count of negative weights)``
+* optional: ``reduce_weighted_value(name, y, p, w, theta) -> (sum of w*l, invalid count,
+  sum of w, count of negative weights)``, reduce_value and weight_stats in one pass (cpu)
 
 ``w`` is None or one weight per element; ``scale`` multiplies the gradient
 (1/n or 1/sum(w) for a mean); "invalid" is nonzero when an element lies

@@ -85,6 +85,18 @@ def _sum_in_order(parts):
     return s
 
 
+@inlined_jit(**KERNEL_OPTIONS)
+def _block_weight_stats(w, lo, hi):
+    """(sum of w[lo:hi] in float64, count of its negative elements)."""
+    s = 0.0
+    k = 0
+    for i in range(lo, hi):
+        wi = np.float64(w[i])
+        s = _add(s, wi)
+        k += wi < 0.0
+    return s, k
+
+
 def _weight_template(parallel):
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def weight_stats(w):
@@ -93,17 +105,48 @@ def _weight_template(parallel):
         sums = np.empty(nb)
         neg = np.empty(nb, np.int64)
         for b in prange(nb):
-            s = 0.0
-            k = 0
-            for i in range(_lo(b), _hi(b, n)):
-                wi = np.float64(w[i])
-                s = _add(s, wi)
-                k += wi < 0.0
-            sums[b] = s
-            neg[b] = k
+            sums[b], neg[b] = _block_weight_stats(w, _lo(b), _hi(b, n))
         return _sum_in_order(sums), neg.sum()
 
     return weight_stats
+
+
+def _block_reductions(block_sum, parallel):
+    """reduce_value and reduce_weighted_value (``_with_weight_stats``) over the blocks of
+    ``block_sum(y, p, w, th, lo, hi) -> (sum of a block's weighted values, whether one of
+    its inputs is invalid)``."""
+    def reduce_template(weight_stats):
+        @njit(parallel=parallel, **KERNEL_OPTIONS)
+        def reduce_value(y, p, w, th):
+            n = y.shape[0]
+            nb = (n + BLOCK - 1) // BLOCK
+            sums = np.empty(nb)
+            bad = np.empty(nb, np.int64)
+            if weight_stats:
+                weights = np.empty(nb)
+                negative = np.empty(nb, np.int64)
+            for b in prange(nb):
+                sums[b], bad[b] = block_sum(y, p, w, th, _lo(b), _hi(b, n))
+                if weight_stats:
+                    weights[b], negative[b] = _block_weight_stats(w, _lo(b), _hi(b, n))
+            if weight_stats:
+                return _sum_in_order(sums), bad.sum(), _sum_in_order(weights), negative.sum()
+            return _sum_in_order(sums), bad.sum()
+        return reduce_value
+    return _with_weight_stats(reduce_template)
+
+
+def _with_weight_stats(reduce_template):
+    """{"reduce_value": reduce_template(False), "reduce_weighted_value": reduce_template(True)}.
+
+    A reduce_value template built with ``weight_stats`` also sums each block's weights
+    and counts its negative ones (``_block_weight_stats``, over the block just read, so
+    from the cache), returning (sum, invalid count, sum of weights, negative weights):
+    a weighted mean then needs no pass of its own over the weights (weight_stats), which
+    took a third of the time of a weighted value (mse: 2.9 ms for the values, 1.2 for
+    the weights; Intel AVX-512, 2 threads, n = 1e7 float32)."""
+    return {"reduce_value": reduce_template(False),
+            "reduce_weighted_value": reduce_template(True)}
 
 
 def _no_shortfall(y, p):
@@ -143,7 +186,7 @@ def _loss_templates(name, parallel):
 
 
 # The kinds a loss with ``LossSpec.float32_value`` also has in float32 (suffix "_f32").
-FLOAT32_KINDS = ("reduce_value", "value_none", "grad", "value_and_grad")
+FLOAT32_KINDS = ("reduce_value", "reduce_weighted_value", "value_none", "grad", "value_and_grad")
 
 
 def _templates(spec, value, grad, hess, binary_value, parallel):
@@ -276,43 +319,52 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
     p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
     split = np.uint64(2 if halves else 0)
 
-    @njit(parallel=parallel, **KERNEL_OPTIONS)
-    def reduce_value(y, p, w, th):
-        n = y.shape[0]
-        nb = (n + BLOCK - 1) // BLOCK
-        sums = np.empty(nb)
-        bad = np.empty(nb, np.int64)
-        for b in prange(nb):
-            s = 0.0
-            k = _no_shortfall(y, p)
-            lo = _lo(b)
-            h = (_hi(b, n) - lo) // split if split else np.uint64(0)
-            for i in range(lo, lo + h):
-                j = i + h
-                yr = y[i]
-                pr = p[i]
-                yq = y[j]
-                pq = p[j]
-                v = value(working(yr), working(pr), th)
-                u = value(working(yq), working(pq), th)
-                if w is not None:
-                    v = v * np.float64(w[i])
-                    u = u * np.float64(w[j])
-                s = _add(s, v + u)
-                k = _add(k, (y_short(yr) + p_short(pr)) + (y_short(yq) + p_short(pq)))
-            for i in range(lo + h + h, _hi(b, n)):
-                yr = y[i]
-                pr = p[i]
-                yi = working(yr)
-                pi = working(pr)
-                v = value(yi, pi, th)
-                if w is not None:
-                    v = v * np.float64(w[i])
-                s = _add(s, v)
-                k = _add(k, y_short(yr) + p_short(pr))
-            sums[b] = s
-            bad[b] = k < 0.0
-        return _sum_in_order(sums), bad.sum()
+    def reduce_template(weight_stats):
+        @njit(parallel=parallel, **KERNEL_OPTIONS)
+        def reduce_value(y, p, w, th):
+            n = y.shape[0]
+            nb = (n + BLOCK - 1) // BLOCK
+            sums = np.empty(nb)
+            bad = np.empty(nb, np.int64)
+            if weight_stats:
+                weights = np.empty(nb)
+                negative = np.empty(nb, np.int64)
+            for b in prange(nb):
+                s = 0.0
+                k = _no_shortfall(y, p)
+                lo = _lo(b)
+                h = (_hi(b, n) - lo) // split if split else np.uint64(0)
+                for i in range(lo, lo + h):
+                    j = i + h
+                    yr = y[i]
+                    pr = p[i]
+                    yq = y[j]
+                    pq = p[j]
+                    v = value(working(yr), working(pr), th)
+                    u = value(working(yq), working(pq), th)
+                    if w is not None:
+                        v = v * np.float64(w[i])
+                        u = u * np.float64(w[j])
+                    s = _add(s, v + u)
+                    k = _add(k, (y_short(yr) + p_short(pr)) + (y_short(yq) + p_short(pq)))
+                for i in range(lo + h + h, _hi(b, n)):
+                    yr = y[i]
+                    pr = p[i]
+                    yi = working(yr)
+                    pi = working(pr)
+                    v = value(yi, pi, th)
+                    if w is not None:
+                        v = v * np.float64(w[i])
+                    s = _add(s, v)
+                    k = _add(k, y_short(yr) + p_short(pr))
+                sums[b] = s
+                bad[b] = k < 0.0
+                if weight_stats:
+                    weights[b], negative[b] = _block_weight_stats(w, lo, _hi(b, n))
+            if weight_stats:
+                return _sum_in_order(sums), bad.sum(), _sum_in_order(weights), negative.sum()
+            return _sum_in_order(sums), bad.sum()
+        return reduce_value
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def value_none(y, p, w, th, out):
@@ -405,8 +457,8 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
             bad[b] = k < 0.0
         return bad.sum()
 
-    return {"reduce_value": reduce_value, "value_none": value_none, "grad": grad_kernel,
-            "value_and_grad": value_and_grad, "grad_hess": grad_hess}
+    return {**_with_weight_stats(reduce_template), "value_none": value_none,
+            "grad": grad_kernel, "value_and_grad": value_and_grad, "grad_hess": grad_hess}
 
 
 def _one_pass_by_labels(spec, value, grad, binary_value, parallel, working):
@@ -421,17 +473,10 @@ def _one_pass_by_labels(spec, value, grad, binary_value, parallel, working):
                               working)
     value_sum, value_fill, value_grad = (_by_labels(b, g) for b, g in zip(binary, general))
 
-    @njit(parallel=parallel, **KERNEL_OPTIONS)
-    def reduce_value(y, p, w, th):
-        n = y.shape[0]
-        nb = (n + BLOCK - 1) // BLOCK
-        sums = np.empty(nb)
-        bad = np.empty(nb, np.int64)
-        for b in prange(nb):
-            s, k = value_sum(y, p, th, 1.0, _lo(b), _hi(b, n), w, None)
-            sums[b] = s
-            bad[b] = k < 0.0
-        return _sum_in_order(sums), bad.sum()
+    @inlined_jit(**KERNEL_OPTIONS)
+    def block_sum(y, p, w, th, lo, hi):
+        s, k = value_sum(y, p, th, 1.0, lo, hi, w, None)
+        return s, k < 0.0
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def value_none(y, p, w, th, out):
@@ -454,7 +499,7 @@ def _one_pass_by_labels(spec, value, grad, binary_value, parallel, working):
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
 
-    return {"reduce_value": reduce_value, "value_none": value_none,
+    return {**_block_reductions(block_sum, parallel), "value_none": value_none,
             "value_and_grad": value_and_grad}
 
 
@@ -606,19 +651,11 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
         fill_value_grad = _by_labels(fill_value_grad_template(binary_value, p_outside),
                                      fill_value_grad)
 
-    @njit(parallel=parallel, **KERNEL_OPTIONS)
-    def reduce_value_f32(y, p, w, th):
-        n = y.shape[0]
-        nb = (n + BLOCK - 1) // BLOCK
-        sums = np.empty(nb)
-        bad = np.empty(nb, np.int64)
-        for b in prange(nb):
-            lo = _lo(b)
-            hi = _hi(b, n)
-            values = np.empty(BLOCK, np.float32)
-            bad[b] = fill_value(y, p, th, _ONE32, lo, hi, values, lo)
-            sums[b] = _buffer_sum(values, w, lo, hi)
-        return _sum_in_order(sums), bad.sum()
+    @inlined_jit(**KERNEL_OPTIONS)
+    def block_sum(y, p, w, th, lo, hi):
+        values = np.empty(BLOCK, np.float32)
+        bad = fill_value(y, p, th, _ONE32, lo, hi, values, lo)
+        return _buffer_sum(values, w, lo, hi), bad
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def value_none_f32(y, p, w, th, out):
@@ -667,7 +704,10 @@ def _float32_templates(spec, value, grad, binary_value, parallel):
             sums[b] = _buffer_sum(values, w, lo, hi)
         return _sum_in_order(sums), bad.sum()
 
-    return {"reduce_value_f32": reduce_value_f32, "value_none_f32": value_none_f32,
+    reduce_kinds = _block_reductions(block_sum, parallel)
+    return {"reduce_value_f32": reduce_kinds["reduce_value"],
+            "reduce_weighted_value_f32": reduce_kinds["reduce_weighted_value"],
+            "value_none_f32": value_none_f32,
             "grad_f32": grad_f32, "value_and_grad_f32": value_and_grad_f32}
 
 
@@ -820,6 +860,17 @@ def reduce_value(name, y, p, w, theta):
     if float32_overflowed(kind, total, bad):
         total, bad = _run(name, kind.replace("_f32", ""), y.shape[0], y, p, w, theta)
     return total, bad
+
+
+def reduce_weighted_value(name, y, p, w, theta):
+    """``reduce_value`` with weights, in one pass with their statistics: (sum of w*l,
+    invalid count, sum of w, count of negative weights)."""
+    kind = _kind(name, "reduce_weighted_value", theta, y, p)
+    total, bad, weights, negative = _run(name, kind, y.shape[0], y, p, w, theta)
+    if float32_overflowed(kind, total, bad):
+        total, bad, weights, negative = _run(name, kind.replace("_f32", ""), y.shape[0],
+                                             y, p, w, theta)
+    return total, bad, weights, negative
 
 
 def value_none(name, y, p, w, theta, out):
