@@ -68,6 +68,23 @@ def test_float32_path_is_float32_arithmetic(name, params, rng):
     assert single != double
 
 
+@pytest.mark.parametrize("name", [n for n, s in REGISTRY.items()
+                                  if s.float32_value and not s.float32_in_one_pass])
+def test_transcendental_second_derivatives_of_float32_data_are_float32_arithmetic(name, rng):
+    """grad_hess of float32 data: float32 maths for the transcendental losses (the
+    cpu backend's grad_hess_f32), within the float32 contract of the float64 reference
+    but not its float32 rounding."""
+    y, p = sample(name, 5000, rng, np.float32)
+    loss = fl.get(name)
+    g, h = loss.grad_hess(y, p, backend="cpu")
+    g64, h64 = loss.grad_hess(y.astype(np.float64), p.astype(np.float64), backend="cpu")
+    assert g.dtype == h.dtype == np.float32
+    assert_close(g, g64, np.float32, "grad")
+    assert_close(h, h64, np.float32, "hess")
+    assert not (np.array_equal(g, g64.astype(np.float32))
+                and np.array_equal(h, h64.astype(np.float32)))
+
+
 @float32_case
 def test_targets_outside_float32_take_the_float64_path(name, params, rng):
     y, p = sample(name, 5000, rng, np.float32)

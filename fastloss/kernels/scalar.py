@@ -151,8 +151,10 @@ def log_cosh_grad(y, p, th):
 @jit
 def log_cosh_hess(y, p, th):
     # 1 - tanh^2 r = 4 e / (1 + e)^2 with e = exp(-2|r|)
-    e = fmath.fexp(-2.0 * abs(p - y))
-    return 4.0 * e / ((1.0 + e) * (1.0 + e))
+    r = p - y
+    one = fmath.as_type_of(1.0, r)
+    e = fmath.exp_nonpositive(fmath.as_type_of(-2.0, r) * abs(r))
+    return fmath.as_type_of(4.0, r) * e / ((one + e) * (one + e))
 
 
 @jit
@@ -301,8 +303,10 @@ def binary_cross_entropy_grad(y, p, th):
 
 @jit
 def binary_cross_entropy_hess(y, p, th):
-    q = 1.0 - p
-    return y / max(p * p, 1e-12) + (1.0 - y) / max(q * q, 1e-12)
+    one = fmath.as_type_of(1.0, p)
+    floor = fmath.as_type_of(1e-12, p)
+    q = one - p
+    return y / max(p * p, floor) + (one - y) / max(q * q, floor)
 
 
 @jit
@@ -323,8 +327,9 @@ def binary_cross_entropy_with_logits_grad(y, x, th):
 
 @jit
 def binary_cross_entropy_with_logits_hess(y, x, th):
+    one = fmath.as_type_of(1.0, x)
     s_pos, s_neg = fmath.sigmoid_pair(x)
-    return (1.0 + (th[0] - 1.0) * y) * s_pos * s_neg
+    return (one + (fmath.as_type_of(th[0], x) - one) * y) * s_pos * s_neg
 
 
 @jit
@@ -370,11 +375,12 @@ def sigmoid_focal_grad(y, x, th):
 
 @jit
 def sigmoid_focal_hess(y, x, th):
-    gamma = th[1]
+    gamma = fmath.as_type_of(th[1], x)
+    one = fmath.as_type_of(1.0, x)
     alpha_t, ce, p_t, q, q_gamma = _focal_terms(y, x, th)
     # p_t times the bracket of the formula, with ce multiplied by p_t first (as in the grad)
-    p_t_inner = p_t * q * (1.0 + 2.0 * gamma) + gamma * (ce * p_t) * (gamma * p_t - q)
-    return alpha_t * q_gamma * p_t_inner + 0.0 * y
+    p_t_inner = p_t * q * (one + (gamma + gamma)) + gamma * (ce * p_t) * (gamma * p_t - q)
+    return alpha_t * q_gamma * p_t_inner + fmath.as_type_of(0.0, x) * y
 
 
 # -- input domains ------------------------------------------------------------
