@@ -98,6 +98,8 @@ class Loss:
                 index = tuple(int(k) for k in np.unravel_index(i, x.shape)) if len(x.shape) > 1 else i
                 raise ValueError(f"{self.name}: {arg} must be {DOMAINS[domain]}; found {wrong.size} "
                                  f"invalid value(s), the first {float(arr[i])!r} at index {index}")
+        if x.w is not None:             # kernels that check the weights (cpu's grad_hess)
+            self._denominator(be, x, "sum")
         raise ValueError(f"{self.name}: invalid inputs")  # pragma: no cover
 
     # -- public methods ------------------------------------------------------
@@ -227,7 +229,8 @@ class Loss:
             raise ValueError("out: the grad and hess buffers overlap; give two separate arrays")
         gout, gbuf = be.arrays.output(out[0], x, "out[0]")
         hout, hbuf = be.arrays.output(out[1], x, "out[1]")
-        self._denominator(be, x, "sum")
+        if not getattr(be, "GRAD_HESS_CHECKS_WEIGHTS", False):
+            self._denominator(be, x, "sum")                  # checks the weights
         self._check_domain(be.grad_hess(self.name, x.y, x.p, x.w, self._theta, gbuf, hbuf), x, be)
         return be.arrays.result(gbuf, gout, x), be.arrays.result(hbuf, hout, x)
 

@@ -9,7 +9,7 @@ from fastloss import examples
 from fastloss.backends import cpu
 
 from .conftest import builtin_loss_case, loss_case, sample, weights
-from .helpers import ROW_LOSS_TARGETS, ROW_OUT_ALIASES, row_out_overlap
+from .helpers import ROW_LOSS_TARGETS, ROW_OUT_ALIASES, assert_close, row_out_overlap
 
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
@@ -438,6 +438,27 @@ def test_negative_weights_are_counted_by_the_weighted_value_kernels(name, dtype,
     np.testing.assert_allclose(loss(y, p, sample_weight=w, reduction=reduction, backend="cpu"),
                                loss(y, p, sample_weight=w, reduction=reduction, backend="numpy"),
                                rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("name", ["mse", "binary_cross_entropy_with_logits", "sigmoid_focal"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("n", [1000, cpu.PARALLEL_MIN_SIZE + 5], ids=["serial", "parallel"])
+def test_grad_hess_kernels_refuse_a_negative_weight_anywhere(name, dtype, n, rng):
+    """grad_hess's kernels check the weights themselves (cpu.GRAD_HESS_CHECKS_WEIGHTS):
+    one negative weight, first, in the middle or last, is the sample_weight error."""
+    y, p = sample(name, n, rng, dtype=dtype)
+    w = weights(n, rng, dtype)
+    loss = fl.get(name)
+    for i in (0, n // 2 + 1, n - 1):
+        wb = w.copy()
+        wb[i] = -1e-30
+        with pytest.raises(ValueError, match=r"sample_weight must be >= 0; it has 1 negative"):
+            loss.grad_hess(y, p, sample_weight=wb, backend="cpu")
+    w[5] = 0.0
+    g, h = loss.grad_hess(y, p, sample_weight=w, backend="cpu")
+    expected_g, expected_h = loss.grad_hess(y, p, sample_weight=w, backend="numpy")
+    assert_close(g, expected_g, dtype, "grad")
+    assert_close(h, expected_h, dtype, "hess")
 
 
 _OUTSIDE = {"unit": 1.5, "nonneg": -0.5, "binary": 0.5, "signed_binary": 0.5}

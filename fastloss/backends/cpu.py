@@ -459,6 +459,7 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
                     wi = np.float64(w[i])
                     g = g * wi
                     h = h * wi
+                    k = _add(k, _shortfall32(wi))       # a negative weight is invalid too
                 gout[i] = g
                 hout[i] = h
                 k = _add(k, y_short(yr) + p_short(pr))
@@ -903,6 +904,11 @@ def value_and_grad(name, y, p, w, theta, scale, out):
     elif over_input:
         out[...] = first
     return total, bad
+
+
+# grad_hess's kernels count a negative weight as an invalid input: the caller needs no
+# weight_stats pass first (Loss.grad_hess), which cost weighted boosting objectives a fifth.
+GRAD_HESS_CHECKS_WEIGHTS = True
 
 
 def grad_hess(name, y, p, w, theta, gout, hout):
