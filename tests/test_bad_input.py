@@ -416,9 +416,13 @@ def test_float32_values_whose_pairs_pass_float32_range_are_summed_in_float64(nam
     np.testing.assert_allclose(loss(y, x, backend="cpu"), expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["mse", "hinge", "binary_cross_entropy", "log_cosh", "kl_div"])
+# the serial kernels of one loss per template, and one parallel (the same template)
+_WEIGHTED_CASES = [(name, 1000) for name in ("mse", "hinge", "binary_cross_entropy", "log_cosh",
+                                             "kl_div")] + [("mse", cpu.PARALLEL_MIN_SIZE + 5)]
+
+
+@pytest.mark.parametrize("name,n", _WEIGHTED_CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("n", [1000, cpu.PARALLEL_MIN_SIZE + 5], ids=["serial", "parallel"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_negative_weights_are_counted_by_the_weighted_value_kernels(name, dtype, n, reduction,
                                                                     rng):
@@ -440,10 +444,10 @@ def test_negative_weights_are_counted_by_the_weighted_value_kernels(name, dtype,
                                rtol=1e-6 if dtype == np.float32 else 1e-12)
 
 
-@pytest.mark.parametrize("name", ["mse", "binary_cross_entropy_with_logits", "sigmoid_focal"])
+@pytest.mark.parametrize("name,n", [("mse", 1000), ("binary_cross_entropy_with_logits", 1000),
+                                    ("sigmoid_focal", 1000), ("mse", cpu.PARALLEL_MIN_SIZE + 5)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("n", [1000, cpu.PARALLEL_MIN_SIZE + 5], ids=["serial", "parallel"])
-def test_grad_hess_kernels_refuse_a_negative_weight_anywhere(name, dtype, n, rng):
+def test_grad_hess_kernels_refuse_a_negative_weight_anywhere(name, n, dtype, rng):
     """grad_hess's kernels check the weights themselves (cpu.GRAD_HESS_CHECKS_WEIGHTS):
     one negative weight, first, in the middle or last, is the sample_weight error."""
     y, p = sample(name, n, rng, dtype=dtype)
