@@ -76,15 +76,21 @@ class Loss:
         caller has them, else computed here.
         """
         if x.w is not None:
-            total, negative = weight_stats or be.weight_stats(x.w)
-            if negative:
-                raise ValueError(f"sample_weight must be >= 0; it has {negative} negative value(s)")
+            total = self._checked_weights(be, x, weight_stats)
         if reduction == "batchmean":
             rows = x.shape[0] if x.shape else 1
             return float(rows) if x.w is None else total * rows / x.size if x.size else 0.0
         if reduction != "mean":
             return 1.0
         return float(x.size) if x.w is None else total
+
+    def _checked_weights(self, be, x, weight_stats=None):
+        """The sum of the weights (``weight_stats`` where the caller has their (sum,
+        count of negative values)); a ValueError if one is negative."""
+        total, negative = weight_stats or be.weight_stats(x.w)
+        if negative:
+            raise ValueError(f"sample_weight must be >= 0; it has {negative} negative value(s)")
+        return total
 
     def _check_domain(self, bad, x, be):
         if not bad:
@@ -99,7 +105,7 @@ class Loss:
                 raise ValueError(f"{self.name}: {arg} must be {DOMAINS[domain]}; found {wrong.size} "
                                  f"invalid value(s), the first {float(arr[i])!r} at index {index}")
         if x.w is not None:             # kernels that check the weights (cpu's grad_hess)
-            self._denominator(be, x, "sum")
+            self._checked_weights(be, x)
         raise ValueError(f"{self.name}: invalid inputs")  # pragma: no cover
 
     # -- public methods ------------------------------------------------------
@@ -189,7 +195,8 @@ class Loss:
         whole data set when these inputs are one chunk of it.
         """
         be, x = self._prepare(y_true, y_pred, sample_weight, backend)
-        self._denominator(be, x, "sum")                      # checks the weights
+        if x.w is not None:
+            self._checked_weights(be, x)
         return self._scaled_grad(be, x, float(scale), out)
 
     def _scaled_grad(self, be, x, scale, out):
@@ -229,8 +236,8 @@ class Loss:
             raise ValueError("out: the grad and hess buffers overlap; give two separate arrays")
         gout, gbuf = be.arrays.output(out[0], x, "out[0]")
         hout, hbuf = be.arrays.output(out[1], x, "out[1]")
-        if not getattr(be, "GRAD_HESS_CHECKS_WEIGHTS", False):
-            self._denominator(be, x, "sum")                  # checks the weights
+        if x.w is not None and not getattr(be, "GRAD_HESS_CHECKS_WEIGHTS", False):
+            self._checked_weights(be, x)
         self._check_domain(be.grad_hess(self.name, x.y, x.p, x.w, self._theta, gbuf, hbuf), x, be)
         return be.arrays.result(gbuf, gout, x), be.arrays.result(hbuf, hout, x)
 

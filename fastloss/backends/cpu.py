@@ -203,7 +203,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         kinds.update({kind + "_f32": in_float32[kind] for kind in FLOAT32_KINDS})
     elif spec.float32_value:
         kinds.update(_float32_templates(spec, value, grad, binary_value, parallel))
-    if spec.float32_value and not spec.float32_in_one_pass:
+    if float32_grad_hess(spec):
         # The transcendental losses' first and second derivatives in float32, in one pass
         # (no sum to keep out of the float32 loop): binary_cross_entropy_with_logits
         # 8.2-8.5 -> 4.7-6.0 ms, log_cosh 14-15 -> 6-9, sigmoid_focal 13 -> 6 (Intel
@@ -212,6 +212,12 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         kinds["grad_hess_f32"] = _one_pass_templates(spec, value, grad, hess, parallel,
                                                      _in_float32)["grad_hess"]
     return kinds
+
+
+def float32_grad_hess(spec):
+    """Whether ``spec`` has a float32 grad_hess kind (``_templates``): the float32_value
+    losses whose float32 kinds are not the one-pass arithmetic ones."""
+    return spec.float32_value and not spec.float32_in_one_pass
 
 
 def float32_in_one_pass(spec):
@@ -327,6 +333,8 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
     p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
     split = np.uint64(2 if halves else 0)
 
+    # _block_reductions' loop written out, its block loop inline: built from a block
+    # function, one-pass kernels have come out unvectorized (see _one_pass_blocks)
     def reduce_template(weight_stats):
         @njit(parallel=parallel, **KERNEL_OPTIONS)
         def reduce_value(y, p, w, th):
@@ -912,8 +920,7 @@ GRAD_HESS_CHECKS_WEIGHTS = True
 
 
 def grad_hess(name, y, p, w, theta, gout, hout):
-    # float32 kinds for the transcendental losses only (_templates)
-    dtypes = () if REGISTRY[name].float32_in_one_pass else (y, p)
+    dtypes = (y, p) if float32_grad_hess(REGISTRY[name]) else ()
     return _run(name, _kind(name, "grad_hess", theta, *dtypes), y.shape[0],
                 y, p, w, theta, gout, hout)
 
