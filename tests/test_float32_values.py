@@ -27,6 +27,9 @@ def _with_extremes(name, y, p):
     """The sample plus the extreme predictions the loss's domain allows."""
     if REGISTRY[name].p_domain == "unit":
         edge = np.array([0.0, 1.0, 1e-30, 1e-7, 0.5, 1 - 2 ** -24, 2 ** -24], np.float32)
+    elif name == "poisson_nll":         # e^p: float32 holds it up to p = 88.7
+        edge = np.array([88.0, -88.0, 80.5, -105.0, -800.0, -1e4, 0.0, 1e-30, -17.0, 30.5],
+                        np.float32)
     else:
         edge = np.array([1e4, -1e4, 88.0, -88.0, 105.0, -105.0, 0.0, 1e-30, -17.0, 30.5],
                         np.float32)
@@ -200,6 +203,30 @@ def test_kl_div_of_float32_data_keeps_float64_accuracy_where_its_terms_cancel(n,
             single = y * np.log(y) - y * p
         single = np.where(y > 0, single, np.float32(0.0) - y * p).astype(np.float64).sum()
         assert abs(single - expected.sum()) > 1e-11 * parts
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_poisson_nll_of_float32_data_keeps_float64_accuracy_where_its_terms_cancel(n, rng):
+    """poisson_nll's float32 kernels compute e^p - y p in float64 (``float64_value_maths``,
+    e^p by ``fmath.fexp_of_float32``): with counts near e and log-rates near log y, both
+    parts of every term are near e and the terms near 0.  The total stays within
+    float64 roundings of the parts; float32 arithmetic would not (checked below)."""
+    assert REGISTRY["poisson_nll"].float64_value_maths
+    y = rng.uniform(np.e - 1e-3, np.e + 1e-3, n).astype(np.float32)
+    p = (np.log(y.astype(np.float64)) + rng.normal(0.0, 1e-4, n)).astype(np.float32)
+    assert REGISTRY["poisson_nll"].value_in_float32(y.dtype, p.dtype)
+    yr, pr = y.astype(np.float64), p.astype(np.float64)
+    parts = np.exp(pr).sum() + np.abs(yr * pr).sum()
+    for reduction, denominator in (("sum", 1), ("mean", n)):
+        for w in (None, np.ones(n, np.float32)):
+            value = fl.poisson_nll(y, p, sample_weight=w, reduction=reduction, backend="cpu")
+            expected = fl.poisson_nll(yr, pr, reduction=reduction, backend="numpy")
+            assert abs(value - expected) <= 1e-14 * parts / denominator, reduction
+    value, grad = fl.get("poisson_nll").value_and_grad(y, p, reduction="sum", backend="cpu")
+    assert abs(value - expected * n) <= 1e-14 * parts
+    np.testing.assert_allclose(grad, np.exp(pr) - yr, rtol=2.0 ** -23, atol=1e-14 * np.e)
+    single = (np.exp(p) - y * p).astype(np.float64).sum()        # float32 arithmetic
+    assert abs(single - expected * n) > 1e-11 * parts
 
 
 @float32_case

@@ -14,7 +14,7 @@ values to a buffer, then summed) for the transcendental losses, and in the one
 pass of the float64 templates for the arithmetic ones
 (``LossSpec.float32_in_one_pass``); on AVX2 CPUs in one pass for all
 (``float32_in_one_pass``).
-kl_div's value takes its float32 operands into float64 maths
+kl_div's and poisson_nll's values take their float32 operands into float64 maths
 (``LossSpec.float64_value_maths``).
 Small inputs run a serial build of the same template (``PARALLEL_MIN_SIZE``),
 since starting threads costs more there; the choice depends on the size
@@ -216,8 +216,9 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
 
 def float32_grad_hess(spec):
     """Whether ``spec`` has a float32 grad_hess kind (``_templates``): the float32_value
-    losses whose float32 kinds are not the one-pass arithmetic ones."""
-    return spec.float32_value and not spec.float32_in_one_pass
+    losses whose float32 kinds are not the one-pass arithmetic ones, and those whose spec
+    asks for one (``LossSpec.float32_grad_hess``)."""
+    return spec.float32_value and (not spec.float32_in_one_pass or spec.float32_grad_hess)
 
 
 def float32_in_one_pass(spec):

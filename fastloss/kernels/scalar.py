@@ -6,8 +6,8 @@ and the loss's parameters as a tuple of floats in the order of its
 ``LossSpec.float32_value`` are written for either precision (constants through
 ``fmath.as_type_of``, transcendentals from ``fmath``'s type-generic functions):
 for float32 data the CPU kernels run them on float32 (y, p), the float64
-kernels on float64, from the same source (kl_div's value computes in float64
-from float32 operands: ``LossSpec.float64_value_maths``).  The kernel
+kernels on float64, from the same source (kl_div's value and poisson_nll's maths
+compute in float64 from float32 operands: ``LossSpec.float64_value_maths``).  The kernel
 templates (``fastloss.backends.cpu``) turn these into fused parallel loops;
 they are compiled without fast-math so that the stable forms below are kept as
 written.  Transcendental functions come from ``fmath`` so that the loops
@@ -183,7 +183,11 @@ _EXP_OVERFLOWS = 709.79          # e^x > the largest float64 for x above about 7
 
 @jit
 def poisson_nll_value(y, p, th):
-    lam = fmath.fexp(p)
+    """In float64 whatever the inputs' float type, as kl_div's: e^p and y p cancel where
+    the rate fits the count.  For float32 p, e^p is ``fmath.fexp_of_float32``."""
+    lam = fmath.exp_in_float64(p)
+    y = np.float64(y)
+    p = np.float64(p)
     # Stirling's approximation of log(y!), added for y > 1 when full=True.
     stirling = y * fmath.flog(y) - y + 0.5 * fmath.flog(y) + _HALF_LOG_2PI
     extra = stirling if (th[0] != 0.0 and y > 1.0) else 0.0
@@ -196,12 +200,12 @@ def poisson_nll_value(y, p, th):
 
 @jit
 def poisson_nll_grad(y, p, th):
-    return fmath.fexp(p) - y
+    return fmath.exp_in_float64(p) - np.float64(y)
 
 
 @jit
 def poisson_nll_hess(y, p, th):
-    return fmath.fexp(p) + 0.0 * y
+    return fmath.exp_in_float64(p) + 0.0 * np.float64(y)
 
 
 # -- divergences ---------------------------------------------------------------
