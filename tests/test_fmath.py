@@ -183,7 +183,7 @@ def test_exp_of_float32_in_float64_is_float64_accurate():
     """A float32 argument's exponential in float64 (poisson_nll's e^p for float32 data):
     within four float64 ulp for every float32 whose e^x is a normal float64 above 1e-307
     (random bit patterns over all binades, a whole binade around 0, the overflow edge);
-    +inf past 709.78 and at +inf, NaN at NaN, and at most 1e-307 below x = -707."""
+    +inf past 709.78 and at +inf, NaN at NaN, and 0 below x = -707."""
     rng = np.random.default_rng(31)
     random_bits = rng.integers(0, 1 << 32, 2_000_000, dtype=np.uint64).astype(np.uint32)
     near_zero = np.arange(0x3E800000, 0x3F000000, 3, dtype=np.uint32)   # [1/4, 1/2)
@@ -203,8 +203,9 @@ def test_exp_of_float32_in_float64_is_float64_accurate():
     assert ulps.max() <= 4.0, f"{ulps.max()} ulp at x={x[normal][ulps.argmax()]!r}"
     overflows = exact > np.finfo(np.float64).max
     assert np.all(np.isposinf(out[overflows])) and overflows.sum() > 1000
-    below = ~np.isnan(x) & (exact < 1e-307)
-    assert np.all((out[below] >= 0) & (out[below] <= 1e-307)) and below.sum() > 1000
+    below = ~np.isnan(x) & (x < -707)
+    assert np.all(out[below] == 0) and below.sum() > 1000
+    assert out[x == -707][0] == np.exp(np.float64(-707)) and np.all(out[exact > 9e-308] > 0)
     assert np.all(np.isnan(out[np.isnan(x)]))
     _exp_in_float64(np.array([1.5, -700.0, 300.25]), out[:3])          # float64: fexp's
     expected = np.empty(3)

@@ -179,8 +179,8 @@ def fexp(x):
     return ((1.0 + _expm1_poly(r)) * s1) * s2
 
 
-# e^x of a float32 x, in float64 (fexp_of_float32): x clamped to [-707, 710] keeps
-# e^r / 2 times 2^k normal, so 2^k joins it as an integer added to its exponent field.
+# e^x of a float32 x, in float64 (fexp_of_float32): on [-707, 710] e^r / 2 times 2^k is
+# normal, so 2^k joins it as an integer added to its exponent field.
 _EXP_F32_LO = -707.0
 _EXP_F32_HI = 710.0
 # e^r - 1 = r + r^2 (E0 + E1 r + ... + E8 r^8) on |r| <= ln2/2: one degree below _P0.._P9,
@@ -194,13 +194,16 @@ _HALF_E = tuple(0.5 * c for c in (
 
 @njit(**SCALAR_OPTIONS)
 def fexp_of_float32(x):
-    """e^x of a float32 x, in float64 to two float64 ulp, but e^x below 1e-307 (x < -707)
-    comes out as e^-707 (9e-308; 0 in float32, and 1e-307 at most from the truth).
+    """e^x of a float32 x, in float64 to four float64 ulp, flushed to 0 below 1e-307
+    (x < -707), as float32 would flush it (as the float32 results it serves do).
     e^r / 2 comes from a polynomial with halved coefficients, one degree shorter than
     ``fexp``'s, and 2^(k+1) joins it as k added to its exponent field and a doubling
     that overflows to +inf past x = 709.78: three vector operations where ``fexp``'s
-    two factors, for subnormal results, take eight.  poisson_nll's float32 value."""
-    t, k, r = _exp_reduce(clamp(np.float64(x), _EXP_F32_LO, _EXP_F32_HI))
+    two factors, for subnormal results, take eight.  Below -707 the select of 0 takes
+    the place of a clamp from below (what the maths makes of those x is discarded).
+    poisson_nll's float32 value."""
+    xc = np.float64(x)
+    t, k, r = _exp_reduce(_EXP_F32_HI if _EXP_F32_HI < xc else xc)
     e0, e1, e2, e3, e4, e5, e6, e7, e8 = _HALF_E
     q = e8 * r + e7
     q = q * r + e6
@@ -211,7 +214,8 @@ def fexp_of_float32(x):
     q = q * r + e1
     q = q * r + e0
     half = (r * r) * q + (0.5 * r + 0.5)
-    return i64_as_f64(f64_as_i64(half) + (f64_as_i64(t) << 52)) * 2.0
+    y = i64_as_f64(f64_as_i64(half) + (f64_as_i64(t) << 52)) * 2.0
+    return 0.0 if x < _EXP_F32_LO else y
 
 
 @njit(**SCALAR_OPTIONS)
