@@ -178,7 +178,8 @@ def pinball_hess(y, p, th):
 
 # -- counts -----------------------------------------------------------------
 
-_EXP_OVERFLOWS = 709.79          # e^x > the largest float64 for x above about 709.7827
+# e^x passes the largest float64 above x = 709.7827; fexp and fexp_of_float32 clamp x here
+_EXP_OVERFLOWS = 710.0
 
 
 @jit
@@ -193,8 +194,9 @@ def poisson_nll_value(y, p, th):
     extra = stirling if (th[0] != 0.0 and y > 1.0) else 0.0
     # Once e^p overflows (p > 709.78) the value is inf: p is capped in y p there, which
     # might overflow too (to inf - inf, or, with the subtraction fused into the
-    # exponential's last product, to -inf).  One vminpd.
-    capped = p if p < _EXP_OVERFLOWS else _EXP_OVERFLOWS
+    # exponential's last product, to -inf).  One vminpd, and for float32 p none: the
+    # exponential caps it the same way first.
+    capped = _EXP_OVERFLOWS if _EXP_OVERFLOWS < p else p
     return (lam - y * capped) + extra
 
 
