@@ -252,9 +252,17 @@ def _positive_part(m):
 
 
 @jit
+def _label_product(y):
+    """_signed_label(y) as arithmetic, y (y + 1) - 1: +1 at 1, -1 at 0 and -1, NaN at NaN
+    (other labels are the domain check's to refuse), two operations where the compare
+    and select take two and a NaN label then takes two more to reach the value."""
+    one = fmath.as_type_of(1.0, y)
+    return y * (y + one) - one
+
+
+@jit
 def hinge_value(y, p, th):
-    m = _positive_part(fmath.as_type_of(1.0, p) - _signed_label(y) * p)
-    return m + fmath.as_type_of(0.0, y) * y         # NaN labels give NaN
+    return _positive_part(fmath.as_type_of(1.0, p) - _label_product(y) * p)
 
 
 @jit
@@ -277,9 +285,9 @@ def squared_hinge_value(y, p, th):
 
 @jit
 def squared_hinge_grad(y, p, th):
-    t = _signed_label(y)
+    t = _label_product(y)
     one = fmath.as_type_of(1.0, p)
-    return -(one + one) * t * _positive_part(one - t * p) + fmath.as_type_of(0.0, y) * y
+    return -(one + one) * t * _positive_part(one - t * p)
 
 
 @jit
