@@ -241,8 +241,11 @@ def kl_div_hess(y, p, th):
 
 @jit
 def _signed_label(y):
+    """+1 for the label 1, -1 for 0 and -1, as arithmetic: y (y + 1) - 1, NaN at NaN (other
+    labels are the domain check's to refuse).  Two operations, as a compare and select
+    take, but a NaN label stays NaN where a select would need two more to restore it."""
     one = fmath.as_type_of(1.0, y)
-    return one if y > fmath.as_type_of(0.0, y) else -one
+    return y * (y + one) - one
 
 
 @jit
@@ -252,17 +255,8 @@ def _positive_part(m):
 
 
 @jit
-def _label_product(y):
-    """_signed_label(y) as arithmetic, y (y + 1) - 1: +1 at 1, -1 at 0 and -1, NaN at NaN
-    (other labels are the domain check's to refuse), two operations where the compare
-    and select take two and a NaN label then takes two more to reach the value."""
-    one = fmath.as_type_of(1.0, y)
-    return y * (y + one) - one
-
-
-@jit
 def hinge_value(y, p, th):
-    return _positive_part(fmath.as_type_of(1.0, p) - _label_product(y) * p)
+    return _positive_part(fmath.as_type_of(1.0, p) - _signed_label(y) * p)
 
 
 @jit
@@ -285,7 +279,7 @@ def squared_hinge_value(y, p, th):
 
 @jit
 def squared_hinge_grad(y, p, th):
-    t = _label_product(y)
+    t = _signed_label(y)
     one = fmath.as_type_of(1.0, p)
     return -(one + one) * t * _positive_part(one - t * p)
 
