@@ -8,7 +8,15 @@ asks the current device for its compute capability only to compile device
 functions, and here is told (9, 0).  Exit status 0: all compiled; 77: no
 NVVM on this machine (the test skips); 1: a kernel failed, printed.
 
-    NUMBA_ENABLE_CUDASIM=0 python -m tests_cuda.compile_ptx [--stats] [--part K/N]
+    NUMBA_ENABLE_CUDASIM=0 python -m tests_cuda.compile_ptx [--all] [--stats] [--part K/N]
+
+Without ``--all`` it compiles a covering set: every kernel of one loss
+(``EVERY_KERNEL_OF``), and of every other loss the kernels that between them call each
+of its device functions (value, gradient, Hessian, domain check) at float32 and float64,
+weighted and not, in float64 and float32 working types: ``value_and_grad``,
+``grad_hess``, ``value_and_grad_f32`` and ``reduce_value_f32`` with integer targets.
+The templates are the same for every loss (``backends.cuda.elementwise``), so what the
+full set adds is the same code once more per loss, at 0.9 s of compiling a kernel.
 
 ``--stats`` also prints each kernel's registers and spills (``ptxas -v``) and the
 instruction mix of its main loop: a static look at the kernels without a GPU
@@ -27,6 +35,10 @@ import tempfile
 import numpy as np
 
 CC = (9, 0)
+EVERY_KERNEL_OF = "binary_cross_entropy"
+# of the other losses: (kernel, float32 targets and predictions, or float64 ones with weights)
+_COVERING = {("value_and_grad", "f32"), ("value_and_grad", "f64"), ("grad_hess", "f32"),
+             ("grad_hess", "f64"), ("value_and_grad_f32", "f32"), ("reduce_value_f32", "i64")}
 
 
 def _fake_device():
@@ -38,8 +50,9 @@ def _fake_device():
     dispatcher.get_current_device = lambda: Device()
 
 
-def _cases():
-    """(label, kernel, example arguments) for every kernel the backend launches."""
+def _cases(every=True):
+    """(label, kernel, example arguments) for every kernel the backend launches, or
+    without ``every`` for the covering set (see the module's docstring)."""
     from tests.conftest import LOSS_CASES  # noqa: F401  (registers the test's custom loss)
     from fastloss.backends.cuda import elementwise, launch, rows
     from fastloss.specs import REGISTRY
@@ -49,27 +62,32 @@ def _cases():
     for name, spec in REGISTRY.items():
         theta = tuple(0.5 for _ in spec.params)
         ks = elementwise.templates(name)
+        def chosen(cases, tag):
+            return (c for c in cases if every or name == EVERY_KERNEL_OF
+                    or (c[0].split(".")[1], tag) in _COVERING)
+
         for dtype_array, w in ((f32, None), (f64, f64)):
             y = p = out = dtype_array
-            yield from (
+            yield from chosen((
                 (f"{name}.reduce_value", ks["reduce_value"], (y, p, w, 1, theta, sums, counts)),
                 (f"{name}.value_none", ks["value_none"], (y, p, w, 1, theta, out, sums, counts)),
                 (f"{name}.grad", ks["grad"], (y, p, w, 1, theta, 1.0, out, sums, counts)),
                 (f"{name}.value_and_grad", ks["value_and_grad"],
                  (y, p, w, 1, theta, 1.0, out, sums, counts)),
-                (f"{name}.grad_hess", ks["grad_hess"], (y, p, w, 1, theta, out, out, sums, counts)))
+                (f"{name}.grad_hess", ks["grad_hess"], (y, p, w, 1, theta, out, out, sums, counts))),
+                str(y.dtype)[0] + str(y.dtype)[-2:])
         if spec.float32_value:
             for y, w in ((f32, None), (f64, f64), (i64, f32)):
-                yield from (
+                yield from chosen((
                     (f"{name}.reduce_value_f32", ks["reduce_value_f32"],
                      (y, f32, w, 1, theta, sums, counts)),
                     (f"{name}.value_none_f32", ks["value_none_f32"],
-                     (y, f32, w, 1, theta, f32, sums, counts)))
-            yield from (
+                     (y, f32, w, 1, theta, f32, sums, counts))), str(y.dtype)[0] + str(y.dtype)[-2:])
+            yield from chosen((
                 (f"{name}.grad_f32", ks["grad_f32"], (f32, f32, None, 1, theta, 1.0, f32, sums,
                                                       counts)),
                 (f"{name}.value_and_grad_f32", ks["value_and_grad_f32"],
-                 (f32, f32, None, 1, theta, 1.0, f32, sums, counts)))
+                 (f32, f32, None, 1, theta, 1.0, f32, sums, counts))), "f32")
     yield "sum_and_negatives", elementwise.sum_and_negatives, (f64, sums, counts)
     yield "copy_1d", elementwise.copy_1d, (f64, np.zeros(4, np.float16))
     yield "copy_2d", elementwise.copy_2d, (np.zeros((3, 4), np.float32).T, f32)
@@ -155,7 +173,7 @@ def main():
          if os.path.exists(p)), None)
     failures = 0
     count = 0
-    cases = list(_cases())
+    cases = list(_cases(every="--all" in sys.argv[1:]))
     # consecutive slices keep a loss's kernels, which share device functions, in one process
     cases = cases[part * len(cases) // parts:(part + 1) * len(cases) // parts]
     with tempfile.TemporaryDirectory() as tmp:
