@@ -46,6 +46,20 @@ def test_chunked_equals_one_call(name, params, reduction, weighted, rng):
     rel_close(acc.weight_sum, float(y.size) if w is None else math.fsum(w))
 
 
+@loss_case
+def test_float32_chunks_give_one_calls_value_within_a_float32_rounding(name, params, rng):
+    """float32 data: the kernels compute each value in float32 and may add pairs of them
+    in float32 before the float64 sum (where the pairs fall depends on the chunk), so a
+    chunked total may differ from one call's by float32 roundings of non-negative
+    terms, at most 2^-24 relative each way; an element lost or counted twice is 1/40000."""
+    y, p = sample(name, 40_000, rng, np.float32)
+    acc = Accumulator(name, **params)
+    for yc, pc in chunks(y.size, y, p):
+        acc.update(yc, pc)
+    one = fl.get(name, **params)(y, p)
+    assert abs(acc.result() - one) <= 2.0 ** -23 * abs(one), (acc.result(), one)
+
+
 def test_float32_chunks_sum_exactly_to_float64_accuracy(rng):
     # float64 y = 0 and float32 p: the float64 kernels run (float32 targets would take the
     # float32 ones), each p^2 is exact in float64, so math.fsum gives the exact total.
