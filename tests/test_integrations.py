@@ -242,6 +242,74 @@ def test_softmax_focal_objective_at_gamma_zero_is_the_cross_entropy_one(rng):
     assert not np.allclose(h2, eh)
 
 
+@pytest.mark.parametrize("name,params,labels", [
+    ("mae", {}, False), ("pinball", {"quantile": 0.8}, False), ("huber", {"delta": 0.5}, False),
+    ("smooth_l1", {"beta": 0.5}, False), ("hinge", {}, True), ("mse", {}, False)])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_objectives_take_a_unit_hessian_where_the_loss_is_linear(name, params, labels, weighted,
+                                                                 dtype, rng):
+    """Where grad_hess's Hessian is 0 and its gradient is not, the objectives give the
+    sample's weight (times linear_hessian); elsewhere, and with linear_hessian=None,
+    exactly grad_hess's."""
+    from fastloss.integrations._boosting import Objective
+    n = 2000
+    y = (rng.integers(0, 2, n) * 2 - 1 if labels else rng.standard_normal(n)).astype(dtype)
+    p = rng.standard_normal(n).astype(dtype)
+    p[:5] = y[:5]                                   # gradient 0 for mae, Hessian 0: left as is
+    w = rng.uniform(0.5, 2.0, n) if weighted else None
+    w_or_1 = np.ones(n) if w is None else w
+    eg, eh = fl.get(name, **params).grad_hess(y, p, sample_weight=w)
+    linear = (eh == 0) & (eg != 0)
+    assert linear.any() == (name != "mse")
+    for scale in (1.0, 2.5):
+        g, h = Objective(name, linear_hessian=scale, **params)(y, p, w)
+        assert g.dtype == h.dtype == eh.dtype
+        np.testing.assert_array_equal(g, eg)
+        np.testing.assert_array_equal(h[~linear], eh[~linear])
+        np.testing.assert_array_equal(h[linear], (scale * w_or_1[linear]).astype(dtype))
+    g, h = Objective(name, linear_hessian=None, **params)(y, p, w)
+    np.testing.assert_array_equal(h, eh)
+    for bad in (0, -1.0, float("inf"), float("nan"), "1", True):
+        with pytest.raises(ValueError, match="linear_hessian"):
+            Objective(name, linear_hessian=bad, **params)
+
+
+def test_lightgbm_huber_objective_equals_the_builtin(rng):
+    """LightGBM's huber takes the Hessian 1 everywhere (its weight, weighted): fastloss's
+    huber objective, whose Hessian is 1 inside delta and linear_hessian beyond, trains
+    the same model, outliers beyond delta included."""
+    lgb = pytest.importorskip("lightgbm")
+    flgb = pytest.importorskip("fastloss.integrations.lightgbm")
+    X = rng.standard_normal((800, 5))
+    y = X @ rng.standard_normal(5) + rng.standard_t(2, 800)
+    assert np.mean(np.abs(y) > 1.0) > 0.3          # many residuals beyond delta at the start
+    w = rng.uniform(0.5, 2.0, y.size)
+    base = {"num_leaves": 7, "learning_rate": 0.2, "verbose": -1, "num_threads": 1,
+            "boost_from_average": False, "deterministic": True}
+    preds = []
+    for obj in ("huber", flgb.objective("huber", delta=1.0)):
+        data = lgb.Dataset(X, label=y, weight=w, params={"verbose": -1})
+        booster = lgb.train(dict(base, objective=obj, alpha=1.0), data, num_boost_round=20)
+        preds.append(booster.predict(X, raw_score=True))
+    np.testing.assert_allclose(preds[1], preds[0], rtol=1e-6, atol=1e-6)
+    assert fl.huber(y, preds[0], sample_weight=w) < 0.7 * fl.huber(y, 0 * y, sample_weight=w)
+
+
+@pytest.mark.parametrize("name,params", [("mae", {}), ("pinball", {"quantile": 0.5})])
+def test_xgboost_trains_with_the_linear_losses(name, params, rng):
+    """mae and pinball have Hessian 0 everywhere: with it, XGBoost's trees would not split."""
+    xgb = pytest.importorskip("xgboost")
+    fx = pytest.importorskip("fastloss.integrations.xgboost")
+    X = rng.standard_normal((800, 5))
+    y = X @ rng.standard_normal(5) + rng.standard_t(2, 800)
+    d = xgb.DMatrix(X, label=y)
+    booster = xgb.train({"max_depth": 3, "eta": 0.3, "base_score": 0.0, "nthread": 1}, d, 30,
+                        obj=fx.objective(name, **params))
+    loss = fl.get(name, **params)
+    assert loss(y, booster.predict(d)) < 0.9 * loss(y, np.zeros_like(y))
+
+
 def test_xgboost_logistic_objective_equals_the_builtin(rng):
     xgb = pytest.importorskip("xgboost")
     fx = pytest.importorskip("fastloss.integrations.xgboost")

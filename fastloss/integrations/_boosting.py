@@ -6,7 +6,16 @@ scikit-learn estimators); one callable serves both.  Neither applies sample
 weights to a custom objective's output, so the weights are read from the
 dataset and applied here, as the built-in objectives do.  Multiclass scores
 come as (n, K); the softmax losses take labels as integers.
+
+Where a loss is locally linear (its Hessian 0 while its gradient is not: mae,
+pinball and hinge, huber and smooth_l1 beyond delta and beta, multi_margin at
+p = 1), a Newton step -G/H is unbounded: XGBoost and LightGBM then split
+nothing (no child reaches ``min_child_weight``) or step by -G/lambda.  Their
+built-in L1, quantile and Huber objectives take a Hessian of 1 per unit of
+sample weight there, and so do these objectives (``linear_hessian``).
 """
+import numbers
+
 import numpy as np
 
 from ..loss import get
@@ -28,11 +37,17 @@ def _weights(w):
 class Objective:
     """Gradient and Hessian ("sum" convention, sample-weighted) of a fastloss loss."""
 
-    def __init__(self, name, **params):
+    def __init__(self, name, linear_hessian=1.0, **params):
         self.loss = get(name, **params)
         if not hasattr(self.loss, "grad_hess"):
             raise ValueError(f"name: {name!r} has no grad_hess (no Hessian), so it cannot be a "
                              "boosting objective; it can still be a metric")
+        if linear_hessian is not None and not (
+                isinstance(linear_hessian, numbers.Real) and not isinstance(linear_hessian, bool)
+                and 0 < linear_hessian < float("inf")):
+            raise ValueError("linear_hessian must be a positive number, or None for the "
+                             f"loss's own Hessian (0 where it is linear), not {linear_hessian!r}")
+        self.linear_hessian = linear_hessian
         self.__name__ = f"fastloss_{name}"
 
     def __repr__(self):
@@ -43,7 +58,16 @@ class Objective:
         y = _labels(self.loss, np.asarray(y_true))
         if hasattr(self.loss, "spec") and y_pred.ndim == 2 and y.ndim == 1:
             raise ValueError(f"{self.loss.name} is elementwise; for multiclass use cross_entropy")
-        return self.loss.grad_hess(y, y_pred, sample_weight=_weights(sample_weight))
+        w = _weights(sample_weight)
+        g, h = self.loss.grad_hess(y, y_pred, sample_weight=w)
+        if self.linear_hessian is not None:
+            linear = (h == 0) & (g != 0)
+            if w is None:
+                h[linear] = self.linear_hessian
+            else:
+                w = np.asarray(w, dtype=np.float64).reshape(w.shape + (1,) * (h.ndim - w.ndim))
+                np.copyto(h, self.linear_hessian * w, where=linear)
+        return g, h
 
     def __call__(self, a, b, sample_weight=None):
         if hasattr(b, "get_label"):                     # train(): (preds, dataset)

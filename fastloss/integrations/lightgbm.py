@@ -21,9 +21,12 @@ class LGBMMetric(Metric):
         return self.name, value, False            # (name, value, is_higher_better)
 
 
-def objective(name, **params):
-    """A callable for ``params["objective"]`` and the estimators' ``objective=``."""
-    return Objective(name, **params)
+def objective(name, *, linear_hessian=1.0, **params):
+    """A callable for ``params["objective"]`` and the estimators' ``objective=``: the
+    gradient and Hessian of loss ``name`` (``grad_hess``), with ``linear_hessian`` per
+    unit of sample weight where the loss is linear (its Hessian 0, its gradient not;
+    as the built-in l1, quantile and huber take 1); None keeps the 0."""
+    return Objective(name, linear_hessian, **params)
 
 
 def metric(name, **params):

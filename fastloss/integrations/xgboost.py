@@ -22,9 +22,12 @@ class XGBMetric(Metric):
         return self.value(a, b, sample_weight)           # estimators: a float, lower is better
 
 
-def objective(name, **params):
-    """A callable for ``xgboost.train(obj=...)`` and the estimators' ``objective=``."""
-    return Objective(name, **params)
+def objective(name, *, linear_hessian=1.0, **params):
+    """A callable for ``xgboost.train(obj=...)`` and the estimators' ``objective=``:
+    the gradient and Hessian of loss ``name`` (``grad_hess``), with ``linear_hessian``
+    per unit of sample weight where the loss is linear (its Hessian 0, its gradient
+    not; as reg:absoluteerror and reg:quantileerror take 1); None keeps the 0."""
+    return Objective(name, linear_hessian, **params)
 
 
 def metric(name, **params):
