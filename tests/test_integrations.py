@@ -275,6 +275,22 @@ def test_objectives_take_a_unit_hessian_where_the_loss_is_linear(name, params, l
             Objective(name, linear_hessian=bad, **params)
 
 
+def test_multiclass_objectives_take_each_rows_weight_where_the_loss_is_linear(rng):
+    """multi_margin (p = 1) is linear where a class's margin is violated: there an (n, K)
+    objective's Hessian is the row's weight."""
+    from fastloss.integrations._boosting import Objective
+    scores = rng.standard_normal((50, 4)) * 3
+    labels = rng.integers(0, 4, 50)
+    w = rng.uniform(0.5, 2.0, 50)
+    eg, eh = fl.get("multi_margin").grad_hess(labels, scores, sample_weight=w)
+    linear = (eh == 0) & (eg != 0)
+    assert 0 < linear.sum() < linear.size
+    g, h = Objective("multi_margin")(labels.astype(float), scores, w)
+    np.testing.assert_array_equal(g, eg)
+    np.testing.assert_array_equal(h[~linear], eh[~linear])
+    np.testing.assert_array_equal(h[linear], np.broadcast_to(w[:, None], h.shape)[linear])
+
+
 def test_lightgbm_huber_objective_equals_the_builtin(rng):
     """LightGBM's huber takes the Hessian 1 everywhere (its weight, weighted): fastloss's
     huber objective, whose Hessian is 1 inside delta and linear_hessian beyond, trains

@@ -17,7 +17,9 @@ sample weight there, and so do these objectives (``linear_hessian``).
 import numbers
 
 import numpy as np
+from numba import njit, prange
 
+from ..backends.cpu import call_parallel
 from ..loss import get
 
 
@@ -28,6 +30,15 @@ def _labels(loss, y):
     if not np.array_equal(as_int, y):
         raise ValueError(f"{loss.name}: labels must be integers 0..K-1")
     return as_int
+
+
+@njit(cache=True, parallel=True)
+def _hessian_where_linear(g, h, w, scale):
+    """h[i] = scale w[i] (w of one element: for every i) where h[i] is 0 and g[i] is not,
+    in place, over flat g, h and w."""
+    step = 0 if w.size == 1 else 1
+    for i in prange(h.size):
+        h[i] = scale * w[i * step] if (h[i] == 0 and g[i] != 0) else h[i]
 
 
 def _weights(w):
@@ -60,13 +71,13 @@ class Objective:
             raise ValueError(f"{self.loss.name} is elementwise; for multiclass use cross_entropy")
         w = _weights(sample_weight)
         g, h = self.loss.grad_hess(y, y_pred, sample_weight=w)
-        if self.linear_hessian is not None:
-            linear = (h == 0) & (g != 0)
-            if w is None:
-                h[linear] = self.linear_hessian
-            else:
-                w = np.asarray(w, dtype=np.float64).reshape(w.shape + (1,) * (h.ndim - w.ndim))
-                np.copyto(h, self.linear_hessian * w, where=linear)
+        if self.linear_hessian is not None and h.size:
+            g, h = np.ascontiguousarray(g), np.ascontiguousarray(h)
+            w = np.ones(1) if w is None else np.ascontiguousarray(w, dtype=np.float64).ravel()
+            if 1 < w.size < h.size:                 # (n, K) scores: a row's weight for each
+                w = np.repeat(w, h.size // w.size)
+            call_parallel(_hessian_where_linear, g.reshape(-1), h.reshape(-1), w,
+                          float(self.linear_hessian))
         return g, h
 
     def __call__(self, a, b, sample_weight=None):
