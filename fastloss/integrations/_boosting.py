@@ -36,9 +36,13 @@ def _labels(loss, y):
 def _hessian_where_linear(g, h, w, scale):
     """h[i] = scale w[i] (w of one element: for every i) where h[i] is 0 and g[i] is not,
     in place, over flat g, h and w."""
-    step = 0 if w.size == 1 else 1
-    for i in prange(h.size):
-        h[i] = scale * w[i * step] if (h[i] == 0 and g[i] != 0) else h[i]
+    if w.size == 1:
+        hessian = scale * w[0]
+        for i in prange(h.size):
+            h[i] = hessian if (h[i] == 0 and g[i] != 0) else h[i]
+    else:
+        for i in prange(h.size):
+            h[i] = scale * w[i] if (h[i] == 0 and g[i] != 0) else h[i]
 
 
 def _weights(w):
