@@ -357,7 +357,8 @@ def main(argv=None):
     sc.add_argument("--y-pred", required=True, metavar="FILE[:COL]")
     sc.add_argument("--sample-weight", metavar="FILE[:COL]")
     sc.add_argument("--param", action="append", metavar="NAME=VALUE",
-                    help="a loss parameter (repeatable), e.g. --param delta=2.0")
+                    help="a loss parameter (repeatable), e.g. --param delta=2.0; with several "
+                         "losses, named with its loss: --param huber.delta=2.0")
     sc.add_argument("--reduction", choices=["mean", "sum", "batchmean"], default="mean")
     sc.add_argument("--chunk-rows", type=_count, help="rows per chunk (default: about 32 MiB)")
     sc.add_argument("--threads", type=_count, help="threads for the kernels")

@@ -27,6 +27,35 @@ def _labels_as_integers(chunk, label):
     return as_int
 
 
+def _losses(loss, params):
+    """(what Accumulator takes as its losses, the parameters left for it): ``params`` may
+    name their loss, "huber.delta", which several losses need; a name without one goes to
+    the loss when there is only one."""
+    names = loss.split(",") if isinstance(loss, str) and "," in loss else loss
+    if not params or not isinstance(names, list):
+        single = names if isinstance(names, str) else None
+        mine = {}
+        for key, value in (params or {}).items():
+            owner, dot, name = key.rpartition(".")
+            if dot and owner != single:
+                raise ValueError(f"parameter {key!r}: {owner!r} is not the loss scored ({loss})")
+            mine[name] = value
+        return names, mine
+    from .loss import get
+    by_loss = {name: {} for name in names}
+    for key, value in params.items():
+        owner, dot, name = key.rpartition(".")
+        if not dot:
+            takers = [n for n in names if key in get(n).params] or ["LOSS"]
+            raise ValueError(f"parameter {key!r}: with several losses, name its loss, as in "
+                             f"{takers[0]}.{key}")
+        if owner not in by_loss:
+            raise ValueError(f"parameter {key!r}: {owner!r} is not among the losses scored "
+                             f"({', '.join(names)})")
+        by_loss[owner][name] = value
+    return {name: get(name, **p) for name, p in by_loss.items()}, {}
+
+
 def _progress_bar(total, enabled):
     if not enabled:
         return None
@@ -47,9 +76,11 @@ def score(loss, y_true, y_pred, sample_weight=None, *, params=None, reduction="m
     files (``value`` is then a dict by name).  Returns a dict with the loss
     ``value``, ``count`` (loss terms), ``weight_sum``,
     ``rows``, ``bytes`` read, ``seconds`` and ``throughput`` (values per second).
+    ``params`` are the loss's, or with several losses each named with its loss:
+    {"huber.delta": 2.0}.
     """
-    names = loss.split(",") if isinstance(loss, str) and "," in loss else loss
-    acc = Accumulator(names, reduction=reduction, **(params or {}))
+    losses, loss_params = _losses(loss, params)
+    acc = Accumulator(losses, reduction=reduction, **loss_params)
     elementwise = hasattr(next(iter(acc.losses.values())), "spec")
     start = time.perf_counter()
     columns = {"y_true": open_column(y_true, "y_true"), "y_pred": open_column(y_pred, "y_pred")}

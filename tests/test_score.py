@@ -72,9 +72,27 @@ def test_several_losses_from_one_read(npy_pair, capsys):
                              "--quiet")
     lines = dict(line.split() for line in out.splitlines())
     rel_close(float(lines["mae"]), fl.mae(y, p))
-    code, out, err = run_cli(capsys, "mse,huber", "--y-true", paths["y"], "--y-pred", paths["p"],
-                             "--param", "delta=2")
-    assert code == 2 and "parameters go with a single loss" in err
+    code, out, err = run_cli(capsys, "mse,huber,pinball", "--y-true", paths["y"], "--y-pred",
+                             paths["p"], "--param", "huber.delta=2", "--param",
+                             "pinball.quantile=0.9", "--json")
+    assert code == 0, err
+    value = json.loads(out)["value"]
+    rel_close(value["mse"], fl.mse(y, p))
+    rel_close(value["huber"], fl.huber(y, p, delta=2.0))
+    rel_close(value["pinball"], fl.pinball(y, p, quantile=0.9))
+    code, out, err = run_cli(capsys, "huber", "--y-true", paths["y"], "--y-pred", paths["p"],
+                             "--param", "huber.delta=2", "--quiet")
+    assert code == 0, err
+    rel_close(float(out), fl.huber(y, p, delta=2.0))
+    for args, message in (
+            (["mse,huber", "--param", "delta=2"], "name its loss, as in huber.delta"),
+            (["mse,huber", "--param", "mae.delta=2"], "'mae' is not among the losses scored"),
+            (["huber", "--param", "mse.delta=2"], "'mse' is not the loss scored"),
+            (["mse,huber", "--param", "huber.delta=-1"], "delta"),
+            (["mse,huber", "--param", "huber.beta=1"], "beta")):
+        code, out, err = run_cli(capsys, args[0], "--y-true", paths["y"], "--y-pred", paths["p"],
+                                 *args[1:])
+        assert code == 2 and message in err and out == "", (args, err)
 
 
 def test_plain_output_and_sum(npy_pair, capsys):
