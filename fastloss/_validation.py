@@ -28,6 +28,10 @@ def _as_array(x, name):
         if hasattr(x, "__cuda_array_interface__"):
             raise TypeError(f"{name} is a CUDA array; use backend=\"cuda\" (or \"auto\") to compute "
                             f"on the GPU, or copy it to the host first")
+        if getattr(x, "requires_grad", False) is True:
+            raise TypeError(f"{name} is a tensor that requires grad, and fastloss's functions "
+                            "record no autograd graph: use fastloss.integrations.torch's losses "
+                            f"for gradients through it, or pass {name}.detach()")
         try:
             a = np.asarray(x)
         except (ValueError, TypeError) as e:

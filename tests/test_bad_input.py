@@ -203,6 +203,17 @@ def test_lists_scalars_and_integer_inputs():
     assert fl.hinge(np.array([True, False]), np.array([0.5, 0.5])) == pytest.approx((0.5 + 1.5) / 2)
 
 
+def test_tensors_that_require_grad_are_refused_with_the_way_to_gradients():
+    """np.asarray raised PyTorch's RuntimeError, naming no argument; a detached tensor reads."""
+    torch = pytest.importorskip("torch")
+    y, p = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([0.5, 1.5, 1.0], requires_grad=True)
+    with pytest.raises(TypeError, match=r"y_pred is a tensor that requires grad.*detach"):
+        fl.mse(y, p)
+    with pytest.raises(TypeError, match="logits is a tensor that requires grad"):
+        fl.cross_entropy(torch.tensor([0, 1]), torch.zeros((2, 3), requires_grad=True))
+    assert fl.mse(y, p.detach()) == fl.mse(y.numpy(), p.detach().numpy())
+
+
 def test_masked_arrays_are_refused_and_other_subclasses_read_as_arrays(tmp_path):
     """A masked array reached the kernels as a subclass Numba does not take (a NumbaTypeError
     naming no argument); reading it as a plain array would ignore its mask."""
