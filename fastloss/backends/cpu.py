@@ -382,7 +382,9 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
                         for i in range(c, prefetch_chunk(y, p, c, hi)):
                             yr = y[i]
                             pr = p[i]
-                            v = value(working(yr), working(pr), th)
+                            yi = working(yr)
+                            pi = working(pr)
+                            v = value(yi, pi, th)
                             if w is not None:
                                 v = v * np.float64(w[i])
                             s = _add(s, v)

@@ -34,15 +34,22 @@ def _labels(loss, y):
 
 @njit(cache=True, parallel=True)
 def _hessian_where_linear(g, h, w, scale):
-    """h[i] = scale w[i] (w of one element: for every i) where h[i] is 0 and g[i] is not,
-    in place, over flat g, h and w."""
+    """h = scale times the weight where h is 0 and g is not, in place, over flat g and h:
+    one weight for all (w of one element), one per element, or one per row of
+    h.size // w.size elements ((n, K) scores)."""
     if w.size == 1:
         hessian = scale * w[0]
         for i in prange(h.size):
             h[i] = hessian if (h[i] == 0 and g[i] != 0) else h[i]
-    else:
+    elif w.size == h.size:
         for i in prange(h.size):
             h[i] = scale * w[i] if (h[i] == 0 and g[i] != 0) else h[i]
+    else:
+        inner = h.size // w.size
+        for r in prange(w.size):
+            hessian = scale * w[r]
+            for i in range(r * inner, (r + 1) * inner):
+                h[i] = hessian if (h[i] == 0 and g[i] != 0) else h[i]
 
 
 def _weights(w):
@@ -78,8 +85,6 @@ class Objective:
         if self.linear_hessian is not None and h.size:
             g, h = np.ascontiguousarray(g), np.ascontiguousarray(h)
             w = np.ones(1) if w is None else np.ascontiguousarray(w, dtype=np.float64).ravel()
-            if 1 < w.size < h.size:                 # (n, K) scores: a row's weight for each
-                w = np.repeat(w, h.size // w.size)
             call_parallel(_hessian_where_linear, g.reshape(-1), h.reshape(-1), w,
                           float(self.linear_hessian))
         return g, h
