@@ -254,3 +254,53 @@ def test_every_loss_kernel_is_compiled_at_full_width(monkeypatch):
     ks = cpu.kernels("hinge", False)
     cpu.forget("hinge")
     assert widened and sorted(map(id, widened)) == sorted(map(id, ks.values()))
+
+
+_FIRST_COMPILED_OUTSIDE_A_KERNEL = """
+import re
+import numpy as np
+from numba import njit
+from numba.core.registry import CPUDispatcher
+from fastloss.kernels import fmath, fmath32
+
+@njit(error_model="numpy")
+def first_use(x, f):
+    return (fmath.fexp(x) + fmath.fexpm1(x) + fmath.flog(x) + fmath.flog1p(x)
+            + fmath.flog1p_unit(x) + fmath.flog1p_quotient(x, x) + fmath.fexp_of_float32(f)
+            + fmath.flog_of_float32(f) + fmath32.exp(f) + fmath32.exp_nonpositive(-f)
+            + fmath32.exp_sum_term(-f) + fmath32.expm1(f) + fmath32.log(f) + fmath32.log1p(f)
+            + fmath32.log1p_unit(f) + fmath32.log1p_quotient(f, f))
+
+first_use(0.5, np.float32(0.5))
+for module in (fmath, fmath32):
+    for name, d in sorted(vars(module).items()):
+        if isinstance(d, CPUDispatcher) and d.__module__ == module.__name__:
+            for sig in d.signatures:
+                ir = d.inspect_llvm(sig)
+                attributes = dict(re.findall(r"^attributes (#\\d+) = \\{(.*)\\}", ir, re.M))
+                marked = [a for a in re.findall(r"^define .*?@\\S*" + name + r"\\S*\\(.*\\) (?:.*?)(#\\d+)",
+                                                ir, re.M) if "alwaysinline" in attributes[a]]
+                print(module.__name__, name, bool(marked))
+"""
+
+
+def test_the_maths_is_inlined_whatever_compiled_it_first(tmp_path):
+    """Every ``fmath`` and ``fmath32`` function is marked ``alwaysinline`` even when code
+    outside any kernel compiled it first.  Marked only when a kernel's compilation
+    compiled it (its callees' are marked, ``llvm_attributes``), the cross-entropy
+    kernels (not marked) compiled first left ``fmath.flog`` to LLVM's size threshold,
+    and kl_div's float32 kernels, compiled after them in the same process, came out
+    unvectorized and six times slower (a cold-cache ``fastloss bench``, whose worker
+    processes compile the losses in turn).  Run in a fresh process: in this one the
+    kernels of earlier tests may have compiled the maths first."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", _FIRST_COMPILED_OUTSIDE_A_KERNEL],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = [line.split() for line in run.stdout.splitlines()]
+    assert len(found) >= 20, run.stdout
+    unmarked = [f"{module}.{name}" for module, name, marked in found if marked != "True"]
+    assert not unmarked, unmarked

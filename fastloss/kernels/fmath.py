@@ -27,7 +27,7 @@ reassociation, which would undo the compensated steps.
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
 
 from .llvm_attributes import inlined_jit
@@ -42,7 +42,11 @@ from .vector_width import has_avx512
 # those of its first caller and reuses that build for every later one, so a first call
 # from plain Numba code (a test, a user's function) would otherwise leave the kernels
 # compiled after it with another build: without fused multiply-adds, other last bits,
-# and binary_cross_entropy_with_logits 1.8x slower.
+# and binary_cross_entropy_with_logits 1.8x slower.  For the same reason each function
+# is ``inlined_jit``, not ``njit``: marked ``alwaysinline`` only when a kernel's compilation
+# compiled it first, one compiled first by the cross-entropy kernels (or any code that is
+# not a loss kernel) was left to LLVM's size threshold, and kl_div's kernels compiled
+# after it in the same process came out unvectorized, six times slower.
 SCALAR_OPTIONS = dict(error_model="numpy", fastmath={"contract", "nsz"})
 
 
@@ -128,7 +132,7 @@ _LG6 = 1.531383769920937332e-01
 _LG7 = 1.479819860511658591e-01
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _exp_reduce(x):
     """(t, k, r) with x = k ln2 + r, |r| <= ln2/2, k as an exact float64 and
     t = k + 1.5 * 2^52, whose low bits hold k as an integer."""
@@ -138,7 +142,7 @@ def _exp_reduce(x):
     return t, k, r
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _expm1_poly(r):
     """e^r - 1 for |r| <= ln2/2, as r + r^2 P(r): P of degree 9 fitted for the least
     maximum error relative to e^r - 1 (1.8e-17), two terms shorter than Taylor's."""
@@ -154,7 +158,7 @@ def _expm1_poly(r):
     return r + (r * r) * p
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _pow2_halves(t):
     """Two normal float64 factors whose product is 2^k, from ``_exp_reduce``'s t, for k in
     [-1076, 1025]: their biased exponents split k + 2046 = bits(t) - bits(1.5 * 2^52) + 2046."""
@@ -163,7 +167,7 @@ def _pow2_halves(t):
     return i64_as_f64(e1 << 52), i64_as_f64((b - e1) << 52)
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def clamp(x, lo, hi):
     """x clamped to [lo, hi], in x's type; NaN stays NaN (one vmax and one vmin, which
     pass their second operand through when one is NaN): no NaN select is needed after."""
@@ -171,7 +175,7 @@ def clamp(x, lo, hi):
     return hi if hi < x else x
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def fexp(x):
     """e^x."""
     t, k, r = _exp_reduce(clamp(x, _EXP_LO, _EXP_HI))
@@ -192,7 +196,7 @@ _HALF_E = tuple(0.5 * c for c in (
     2.763499105982575e-06, 2.747679721556678e-07))
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def fexp_of_float32(x):
     """e^x of a float32 x, in float64 to four float64 ulp, flushed to 0 below 1e-307
     (x < -707), as float32 would flush it (as the float32 results it serves do).
@@ -218,7 +222,7 @@ def fexp_of_float32(x):
     return 0.0 if x < _EXP_F32_LO else y
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def fexpm1(x):
     """e^x - 1, accurate near 0."""
     xc = min(max(x, -60.0), _EXP_HI)
@@ -232,7 +236,7 @@ def fexpm1(x):
     return x if x != x else y
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _log_kernel(k, f):
     """k log 2 + log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1] (fdlibm e_log.c)."""
     s = f / (2.0 + f)
@@ -244,7 +248,7 @@ def _log_kernel(k, f):
     return k * _LN2_HI - ((hfsq - (s * (hfsq + t1 + t2) + k * _LN2_LO)) - f)
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _flog_reduce(x):
     """(k, f) with x = 2^k (1 + f), f in [sqrt(2)/2 - 1, sqrt(2) - 1), k an exact float64,
     for x > 0 finite (subnormals included).  The bits of sqrt(2)/2 are subtracted
@@ -255,7 +259,7 @@ def _flog_reduce(x):
     return k - (54.0 if tiny else 0.0), f
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _flog_reduce_normal(x):
     """``_flog_reduce`` for x > 0 normal: no rescaling.  The exponent becomes a float by
     one conversion where the CPU has one for 64-bit integers (AVX-512), else through
@@ -279,7 +283,7 @@ _RECIPROCAL_Q0, _RECIPROCAL_Q1, _RECIPROCAL_Q2 = (
 _QUOTIENT_BY_FMA = has_avx512()
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def quotient_by_fma(f, d):
     """f / d for d in [sqrt(2)/2 + 1, sqrt(2) + 1], within an ulp of the division,
     without one: 1/d from a quadratic fit (1.3e-3 relative) and one cubic step of
@@ -293,7 +297,7 @@ def quotient_by_fma(f, d):
     return s + q * (f - d * s)
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def flog_of_float32(x):
     """log x of a positive float32 x, in float64 to 1.5 float64 ulp (and finite at 0 and
     +inf).  float64(x) is never subnormal, so its exponent split needs no rescaling
@@ -314,7 +318,7 @@ def flog_of_float32(x):
     return k * _LN2 + ((s * z) * r + (s + s))
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _flog_reduce_small(x):
     """``_flog_reduce`` for x in [0, 1/2] without its compare (``fmath32.log_reduce_small``):
     x 2^54 is exact and normal, and the 54 comes off k through the bias."""
@@ -323,7 +327,7 @@ def _flog_reduce_small(x):
     return k, i64_as_f64((ix & 0x000FFFFFFFFFFFFF) + _SQRT_HALF_BITS) - 1.0
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def flog(x):
     """Natural logarithm: -inf at 0, nan below 0."""
     k, f = _flog_reduce(x)
@@ -333,7 +337,7 @@ def flog(x):
     return -_INF if x == 0.0 else y
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def flog1p(x):
     """log(1 + x), accurate near 0."""
     u = 1.0 + x
@@ -348,7 +352,7 @@ _Q1, _Q2, _Q3, _Q4, _Q5, _Q6, _Q7 = (1 / 12, 1 / 80, 1 / 448, 1 / 2304, 1 / 1126
                                      1 / 53248, 1 / 245760)
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def flog1p_unit(f):
     """log(1 + f) for f in [0, 1] (NaN stays NaN): the fdlibm kernel of ``flog`` alone.
 
@@ -361,7 +365,7 @@ def flog1p_unit(f):
     return _log_kernel(1.0 if big else 0.0, (f - 1.0) * 0.5 if big else f)
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def flog1p_quotient(a, b):
     """log(1 + a/b) for a/b in [0, 0.26] (b > 0), NaN staying NaN: one division.
 

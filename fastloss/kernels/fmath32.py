@@ -24,9 +24,9 @@ conversions let LLVM narrow it back) so that no 64-bit value halves the vector
 width.
 """
 import numpy as np
-from numba import njit
 
 from .fmath import SCALAR_OPTIONS, clamp, f32_as_i32, i32_as_f32
+from .llvm_attributes import inlined_jit
 
 _F = np.float32
 _I = np.int32
@@ -82,13 +82,13 @@ _MANTISSA = _I(0x007FFFFF)
 _Q1, _Q2, _Q3 = _F(1.0 / 12.0), _F(1.0 / 80.0), _F(1.0 / 448.0)
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _clamp_below(x, lo):
     """max(x, lo), NaN staying NaN (one vmaxps)."""
     return lo if lo > x else x
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _reduce(x):
     """(t, k, r): x = k ln2 + r with |r| <= ln2/2; t holds k in its low bits."""
     t = x * _LOG2E + _SHIFTER
@@ -97,7 +97,7 @@ def _reduce(x):
     return t, k, r
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _exp_of_clamped(x):
     """e^x for x in [-104, 89] or NaN: 2 e^r by Horner, times 2^(k-1) from its bits.
 
@@ -109,7 +109,7 @@ def _exp_of_clamped(x):
     return twice * scale
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def exp(x):
     """e^x; 0 below e^-86.99 (2^-125.5), where it would be near or below FLT_MIN.
 
@@ -120,13 +120,13 @@ def exp(x):
     return _exp_of_clamped(clamp(x, _EXP_LO, _EXP_HI))
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def exp_nonpositive(x):
     """``exp`` for x <= 0 (or NaN), one clamp shorter: e^-|x|, softmax terms x - max."""
     return _exp_of_clamped(_clamp_below(x, _EXP_LO))
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def exp_sum_term(x):
     """e^x for x <= 0 (or NaN) as a term of a sum that is at least 1 (softmax's).
 
@@ -145,7 +145,7 @@ def exp_sum_term(x):
     return twice * i32_as_f32(_I(_I(f32_as_i32(t) - _SHIFTER_BITS) + _I(126)) << _I(23))
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def expm1(x):
     """e^x - 1, accurate near 0: with h = 2^(k-1), e^x - 1 = 2 (p h + (h - 1/2)), p = e^r - 1.
 
@@ -160,7 +160,7 @@ def expm1(x):
     return (p * h + (h - _HALF)) * _TWO
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def _log_kernel(k, f):
     """k log 2 + log(1 + f) for f in [sqrt(2)/2 - 1, sqrt(2) - 1], as f + f^2 Q(f): no division.
 
@@ -182,7 +182,7 @@ def _log_kernel(k, f):
     return k * _LN2 + (f2 * q + f)
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def log_reduce(x):
     """(k, f) with x = 2^k (1 + f), f in [sqrt(2)/2 - 1, sqrt(2) - 1), k a float, for
     x > 0 finite (subnormals included); for 0, k = -152 and f = 0.
@@ -198,7 +198,7 @@ def log_reduce(x):
     return _F(k), i32_as_f32(_I((ix & _MANTISSA) + _SQRT_HALF_BITS)) - _ONE
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def log_reduce_small(x):
     """``log_reduce`` for x in [0, 1/2] (or NaN, which gives finite nonsense), with no
     compare: x 2^25 is exact and normal for every such x but 0, and the 25 comes off
@@ -208,7 +208,7 @@ def log_reduce_small(x):
     return _F(_I(ix >> _I(23))), i32_as_f32(_I((ix & _MANTISSA) + _SQRT_HALF_BITS)) - _ONE
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def log(x):
     """Natural logarithm: -inf at 0, nan below 0."""
     k, f = log_reduce(x)
@@ -218,7 +218,7 @@ def log(x):
     return -_INF if x == _ZERO else y
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def log1p(x):
     """log(1 + x), accurate near 0."""
     u = _ONE + x
@@ -227,7 +227,7 @@ def log1p(x):
     return -_INF if x == -_ONE else y
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def log1p_unit(f):
     """log(1 + f) for f in [0, 1] (NaN stays NaN) as f + f (f Q(f)): no division.
 
@@ -244,7 +244,7 @@ def log1p_unit(f):
     return f * (fc * q) + f
 
 
-@njit(**SCALAR_OPTIONS)
+@inlined_jit(**SCALAR_OPTIONS)
 def log1p_quotient(a, b):
     """log(1 + a/b) for a/b in [0, 0.26] (b > 0), NaN staying NaN: one division.
 
