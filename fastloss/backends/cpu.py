@@ -210,7 +210,7 @@ def _templates(spec, value, grad, hess, binary_value, parallel):
         # AVX-512, 2 threads, n = 1e7, into out= buffers, old and new alternated).  The
         # arithmetic losses' ran 10-40% slower so, and keep float64.
         kinds["grad_hess_f32"] = _one_pass_templates(spec, value, grad, hess, parallel,
-                                                     _in_float32)["grad_hess"]
+                                                     _in_float32, prefetch=True)["grad_hess"]
     return kinds
 
 
@@ -251,73 +251,105 @@ def _in_float32(v):
     return np.float32(v)
 
 
+def _element_steps(value, grad, hess, y_short, p_short, working):
+    """What the one-pass kernels do with element i, for one loss: (value_step, fill_step,
+    grad_step, value_grad_step, grad_hess_step), each ``step(y, p, w, th, scale, i, out,
+    out2, s, k)`` returning the block's sum s and count k of domain shortfalls with
+    element i's added: its value summed, its value, gradient (times ``scale``), value
+    and gradient, or gradient and Hessian written to ``out`` (and ``out2``), each
+    weighted where w is given; for grad_hess a negative weight counts as an input
+    outside the domain."""
+    @inlined_jit(**KERNEL_OPTIONS)
+    def weighted_value(y, p, w, th, i):
+        yr = y[i]
+        pr = p[i]
+        v = value(working(yr), working(pr), th)
+        if w is not None:
+            v = v * np.float64(w[i])
+        return v, y_short(yr) + p_short(pr)
+
+    @inlined_jit(**KERNEL_OPTIONS)
+    def value_step(y, p, w, th, scale, i, out, out2, s, k):
+        v, shortfall = weighted_value(y, p, w, th, i)
+        return _add(s, v), _add(k, shortfall)
+
+    @inlined_jit(**KERNEL_OPTIONS)
+    def fill_step(y, p, w, th, scale, i, out, out2, s, k):
+        v, shortfall = weighted_value(y, p, w, th, i)
+        out[i] = v
+        return s, _add(k, shortfall)
+
+    @inlined_jit(**KERNEL_OPTIONS)
+    def grad_step(y, p, w, th, scale, i, out, out2, s, k):
+        yr = y[i]
+        pr = p[i]
+        g = grad(working(yr), working(pr), th) * working(scale)
+        if w is not None:
+            g = g * np.float64(w[i])
+        out[i] = g
+        return s, _add(k, y_short(yr) + p_short(pr))
+
+    @inlined_jit(**KERNEL_OPTIONS)
+    def value_grad_step(y, p, w, th, scale, i, out, out2, s, k):
+        yr = y[i]
+        pr = p[i]
+        yi = working(yr)
+        pi = working(pr)
+        v = value(yi, pi, th)
+        g = grad(yi, pi, th) * working(scale)
+        if w is not None:
+            wi = np.float64(w[i])
+            v = v * wi
+            g = g * wi
+        out[i] = g
+        return _add(s, v), _add(k, y_short(yr) + p_short(pr))
+
+    @inlined_jit(**KERNEL_OPTIONS)
+    def grad_hess_step(y, p, w, th, scale, i, out, out2, s, k):
+        yr = y[i]
+        pr = p[i]
+        yi = working(yr)
+        pi = working(pr)
+        g = grad(yi, pi, th)
+        h = hess(yi, pi, th)
+        if w is not None:
+            wi = np.float64(w[i])
+            g = g * wi
+            h = h * wi
+            k = _add(k, _shortfall32(wi))
+        out[i] = g
+        out2[i] = h
+        return s, _add(k, y_short(yr) + p_short(pr))
+
+    return value_step, fill_step, grad_step, value_grad_step, grad_hess_step
+
+
+def _prefetched_block_loop(step):
+    """A loop over one block [lo, hi) applying ``step`` (``_element_steps``) in chunks,
+    each after prefetch requests for y and p (``memory.prefetch_chunk``), returning the
+    block's (sum, shortfall count); one signature, (y, p, th, scale, lo, hi, w, out),
+    so that ``_by_labels`` can choose between two such loops.  ``_one_pass_templates``
+    writes its loops in its kernels' bodies: built from such helpers, the float64
+    kinds of huber, mae, pinball and smooth_l1 on float32 data came out unvectorized,
+    depending on what the process had compiled before."""
+    @inlined_jit(**KERNEL_OPTIONS)
+    def loop(y, p, th, scale, lo, hi, w, out):
+        s = 0.0
+        k = _no_shortfall(y, p)
+        for c in range(lo, hi, PREFETCH_CHUNK):
+            for i in range(c, prefetch_chunk(y, p, c, hi)):
+                s, k = step(y, p, w, th, scale, i, out, None, s, k)
+        return s, k
+    return loop
+
+
 def _one_pass_blocks(value, grad, y_short, p_short, working):
-    """The loops over one block [lo, hi) of the one-pass kernels that compute values,
-    for one value function: (value_sum, value_fill, value_grad), each returning the
-    block's sum of domain shortfalls (and value_sum and value_grad the sum of its
-    values first).  One signature, (y, p, th, scale, lo, hi, w, out), so that
-    ``_by_labels`` can choose between two such loops.  ``_one_pass_templates``
-    writes the same loops in its kernels' bodies: built from these, the float64
-    kinds of huber, mae, pinball and smooth_l1 on float32 data came out
-    unvectorized, depending on what the process had compiled before.
-
-    Only binary_cross_entropy's float32 kinds on AVX2 CPUs use these
-    (``_one_pass_by_labels``); each loop runs in chunks after prefetch requests, as
-    reduce_value's of ``prefetch`` does (AVX2 code on an Intel AVX-512 host, n = 1e7
-    float32, 2 threads, old and new alternated: value 11.2-13.8 -> 6.3-6.8 ms, with
-    0/1 labels 13.2-15.1 -> 5.0-5.1; value_and_grad 9.3-9.4 -> 7.2-7.7, with 0/1
-    labels 10.8-11.3 -> 6.1-6.6)."""
-    @inlined_jit(**KERNEL_OPTIONS)
-    def value_sum(y, p, th, scale, lo, hi, w, out):
-        s = 0.0
-        k = _no_shortfall(y, p)
-        for c in range(lo, hi, PREFETCH_CHUNK):
-            for i in range(c, prefetch_chunk(y, p, c, hi)):
-                yr = y[i]
-                pr = p[i]
-                v = value(working(yr), working(pr), th)
-                if w is not None:
-                    v = v * np.float64(w[i])
-                s = _add(s, v)
-                k = _add(k, y_short(yr) + p_short(pr))
-        return s, k
-
-    @inlined_jit(**KERNEL_OPTIONS)
-    def value_fill(y, p, th, scale, lo, hi, w, out):
-        k = _no_shortfall(y, p)
-        for c in range(lo, hi, PREFETCH_CHUNK):
-            for i in range(c, prefetch_chunk(y, p, c, hi)):
-                yr = y[i]
-                pr = p[i]
-                v = value(working(yr), working(pr), th)
-                if w is not None:
-                    v = v * np.float64(w[i])
-                out[i] = v
-                k = _add(k, y_short(yr) + p_short(pr))
-        return k
-
-    @inlined_jit(**KERNEL_OPTIONS)
-    def value_grad(y, p, th, scale, lo, hi, w, out):
-        s = 0.0
-        k = _no_shortfall(y, p)
-        for c in range(lo, hi, PREFETCH_CHUNK):
-            for i in range(c, prefetch_chunk(y, p, c, hi)):
-                yr = y[i]
-                pr = p[i]
-                yi = working(yr)
-                pi = working(pr)
-                v = value(yi, pi, th)
-                g = grad(yi, pi, th) * working(scale)
-                if w is not None:
-                    wi = np.float64(w[i])
-                    v = v * wi
-                    g = g * wi
-                s = _add(s, v)
-                out[i] = g
-                k = _add(k, y_short(yr) + p_short(pr))
-        return s, k
-
-    return value_sum, value_fill, value_grad
+    """The block loops of the one-pass kernels that compute values, for one value
+    function: (value_sum, value_fill, value_grad) (``_prefetched_block_loop``)."""
+    value_step, fill_step, _, value_grad_step, _ = _element_steps(
+        value, grad, None, y_short, p_short, working)
+    return tuple(_prefetched_block_loop(step) for step in (value_step, fill_step,
+                                                           value_grad_step))
 
 
 def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False,
@@ -340,23 +372,30 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
     which with halves (its gradients written in halves too, or in a second loop)
     ran 5-35% slower.
 
-    With ``prefetch`` (the float32 kinds without ``halves``: those of transcendental
-    maths), reduce_value's loop runs in chunks, each after prefetch requests for y
-    and p a few pages ahead (``memory.prefetch_chunk``), as the two-pass float32
-    templates' loops do: it reads memory too slowly for the hardware prefetchers
-    (Intel AVX-512, n = 1e7 float32, two threads, old and new alternated: kl_div's
-    value 4.8-5.0 -> 4.3-4.6 ms, poisson_nll's 3.8-4.1 -> 3.4-3.6; with AVX2 code on
-    that host about twice as fast).  The float64 kinds keep the loop whole: an outer
-    loop of chunks made LLVM rematerialize constants inside the inner one (kl_div's
-    float64 value 10% slower).
+    With ``prefetch`` (the float32 kinds without ``halves``: those of the
+    transcendental maths) each block's loop runs in chunks, each after prefetch
+    requests for y and p a few pages ahead (``memory.prefetch_chunk``), as the
+    two-pass float32 templates' loops do.  Their loops read memory too slowly for
+    the hardware prefetchers (Intel AVX-512, n = 1e7 float32, old and new
+    alternated: one thread, kl_div's value 9.6-10.9 -> 8.6-9.5 ms, poisson_nll's
+    8.3-9.1 -> 7.0-7.4; two threads, value 4.8-5.0 -> 4.3-4.6 and 3.8-4.1 -> 3.4-3.6,
+    grad_hess of poisson_nll, binary_cross_entropy_with_logits and log_cosh about 10%
+    faster; with AVX2 code on that host, the one-pass values of
+    binary_cross_entropy_with_logits, sigmoid_focal, kl_div and poisson_nll twice as
+    fast, 13 -> 6 ms).  Without it the loops stay whole: an outer loop of chunks made
+    LLVM rematerialize constants inside the inner one (kl_div's float64 value 10%
+    slower).
     """
     # Domains are checked by summing shortfalls: negative exactly when an input is outside.
     y_short = scalar.DOMAIN_SHORTFALLS[spec.y_domain]
     p_short = scalar.DOMAIN_SHORTFALLS[spec.p_domain]
     split = np.uint64(2 if halves else 0)
 
+    value_step, fill_step, grad_step, value_grad_step, grad_hess_step = _element_steps(
+        value, grad, hess, y_short, p_short, working)
+
     # _block_reductions' loop written out, its block loop inline: built from a block
-    # function, one-pass kernels have come out unvectorized (see _one_pass_blocks)
+    # function, one-pass kernels have come out unvectorized (see _prefetched_block_loop)
     def reduce_template(weight_stats):
         @njit(parallel=parallel, **KERNEL_OPTIONS)
         def reduce_value(y, p, w, th):
@@ -386,30 +425,13 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
                     s = _add(s, v + u)
                     k = _add(k, (y_short(yr) + p_short(pr)) + (y_short(yq) + p_short(pq)))
                 if prefetch:
-                    # the same loop in chunks, each after prefetch requests (see above)
                     hi = _hi(b, n)
                     for c in range(lo + h + h, hi, PREFETCH_CHUNK):
                         for i in range(c, prefetch_chunk(y, p, c, hi)):
-                            yr = y[i]
-                            pr = p[i]
-                            yi = working(yr)
-                            pi = working(pr)
-                            v = value(yi, pi, th)
-                            if w is not None:
-                                v = v * np.float64(w[i])
-                            s = _add(s, v)
-                            k = _add(k, y_short(yr) + p_short(pr))
+                            s, k = value_step(y, p, w, th, 1.0, i, None, None, s, k)
                 else:
                     for i in range(lo + h + h, _hi(b, n)):
-                        yr = y[i]
-                        pr = p[i]
-                        yi = working(yr)
-                        pi = working(pr)
-                        v = value(yi, pi, th)
-                        if w is not None:
-                            v = v * np.float64(w[i])
-                        s = _add(s, v)
-                        k = _add(k, y_short(yr) + p_short(pr))
+                        s, k = value_step(y, p, w, th, 1.0, i, None, None, s, k)
                 sums[b] = s
                 bad[b] = k < 0.0
                 if weight_stats:
@@ -419,23 +441,25 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
             return _sum_in_order(sums), bad.sum()
         return reduce_value
 
+    # Each kernel's block loop, in chunks after prefetch requests where ``prefetch``, is
+    # written out in it, for the same reason
     @njit(parallel=parallel, **KERNEL_OPTIONS)
     def value_none(y, p, w, th, out):
         n = y.shape[0]
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
+            s = 0.0
             k = _no_shortfall(y, p)
-            for i in range(_lo(b), _hi(b, n)):
-                yr = y[i]
-                pr = p[i]
-                yi = working(yr)
-                pi = working(pr)
-                v = value(yi, pi, th)
-                if w is not None:
-                    v = v * np.float64(w[i])
-                out[i] = v
-                k = _add(k, y_short(yr) + p_short(pr))
+            lo = _lo(b)
+            hi = _hi(b, n)
+            if prefetch:
+                for c in range(lo, hi, PREFETCH_CHUNK):
+                    for i in range(c, prefetch_chunk(y, p, c, hi)):
+                        s, k = fill_step(y, p, w, th, 1.0, i, out, None, s, k)
+            else:
+                for i in range(lo, hi):
+                    s, k = fill_step(y, p, w, th, 1.0, i, out, None, s, k)
             bad[b] = k < 0.0
         return bad.sum()
 
@@ -445,17 +469,17 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
+            s = 0.0
             k = _no_shortfall(y, p)
-            for i in range(_lo(b), _hi(b, n)):
-                yr = y[i]
-                pr = p[i]
-                yi = working(yr)
-                pi = working(pr)
-                g = grad(yi, pi, th) * working(scale)
-                if w is not None:
-                    g = g * np.float64(w[i])
-                out[i] = g
-                k = _add(k, y_short(yr) + p_short(pr))
+            lo = _lo(b)
+            hi = _hi(b, n)
+            if prefetch:
+                for c in range(lo, hi, PREFETCH_CHUNK):
+                    for i in range(c, prefetch_chunk(y, p, c, hi)):
+                        s, k = grad_step(y, p, w, th, scale, i, out, None, s, k)
+            else:
+                for i in range(lo, hi):
+                    s, k = grad_step(y, p, w, th, scale, i, out, None, s, k)
             bad[b] = k < 0.0
         return bad.sum()
 
@@ -468,20 +492,15 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
         for b in prange(nb):
             s = 0.0
             k = _no_shortfall(y, p)
-            for i in range(_lo(b), _hi(b, n)):
-                yr = y[i]
-                pr = p[i]
-                yi = working(yr)
-                pi = working(pr)
-                v = value(yi, pi, th)
-                g = grad(yi, pi, th) * working(scale)
-                if w is not None:
-                    wi = np.float64(w[i])
-                    v = v * wi
-                    g = g * wi
-                s = _add(s, v)
-                out[i] = g
-                k = _add(k, y_short(yr) + p_short(pr))
+            lo = _lo(b)
+            hi = _hi(b, n)
+            if prefetch:
+                for c in range(lo, hi, PREFETCH_CHUNK):
+                    for i in range(c, prefetch_chunk(y, p, c, hi)):
+                        s, k = value_grad_step(y, p, w, th, scale, i, out, None, s, k)
+            else:
+                for i in range(lo, hi):
+                    s, k = value_grad_step(y, p, w, th, scale, i, out, None, s, k)
             sums[b] = s
             bad[b] = k < 0.0
         return _sum_in_order(sums), bad.sum()
@@ -492,22 +511,17 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
+            s = 0.0
             k = _no_shortfall(y, p)
-            for i in range(_lo(b), _hi(b, n)):
-                yr = y[i]
-                pr = p[i]
-                yi = working(yr)
-                pi = working(pr)
-                g = grad(yi, pi, th)
-                h = hess(yi, pi, th)
-                if w is not None:
-                    wi = np.float64(w[i])
-                    g = g * wi
-                    h = h * wi
-                    k = _add(k, _shortfall32(wi))       # a negative weight is invalid too
-                gout[i] = g
-                hout[i] = h
-                k = _add(k, y_short(yr) + p_short(pr))
+            lo = _lo(b)
+            hi = _hi(b, n)
+            if prefetch:
+                for c in range(lo, hi, PREFETCH_CHUNK):
+                    for i in range(c, prefetch_chunk(y, p, c, hi)):
+                        s, k = grad_hess_step(y, p, w, th, 1.0, i, gout, hout, s, k)
+            else:
+                for i in range(lo, hi):
+                    s, k = grad_hess_step(y, p, w, th, 1.0, i, gout, hout, s, k)
             bad[b] = k < 0.0
         return bad.sum()
 
@@ -538,7 +552,7 @@ def _one_pass_by_labels(spec, value, grad, binary_value, parallel, working):
         nb = (n + BLOCK - 1) // BLOCK
         bad = np.empty(nb, np.int64)
         for b in prange(nb):
-            bad[b] = value_fill(y, p, th, 1.0, _lo(b), _hi(b, n), w, out) < 0.0
+            bad[b] = value_fill(y, p, th, 1.0, _lo(b), _hi(b, n), w, out)[1] < 0.0
         return bad.sum()
 
     @njit(parallel=parallel, **KERNEL_OPTIONS)
