@@ -304,3 +304,49 @@ def test_the_maths_is_inlined_whatever_compiled_it_first(tmp_path):
     assert len(found) >= 20, run.stdout
     unmarked = [f"{module}.{name}" for module, name, marked in found if marked != "True"]
     assert not unmarked, unmarked
+
+
+_AFTER_CROSS_ENTROPY = """
+import re
+import numpy as np
+import fastloss as fl
+from fastloss.backends import cpu
+from fastloss.examples import inputs
+from tests.test_inlined import FLOAT_OP
+
+rng = np.random.default_rng(0)
+labels = rng.integers(0, 10, 64)
+fl.get("cross_entropy")(labels, rng.standard_normal((64, 10)).astype(np.float32))
+for name in ("kl_div", "poisson_nll"):
+    y, p = inputs(name, cpu.PARALLEL_MIN_SIZE, rng, np.float32)
+    fl.get(name)(y, p)
+    fl.get(name).value_and_grad(y, p)
+    for kind, kernel in cpu.kernels(name, True).items():
+        for sig in kernel.signatures:
+            types = FLOAT_OP.findall(kernel.inspect_llvm(sig))
+            vector = sum(t.startswith("<") for t in types)
+            print(name, kind, vector, len(types) - vector)
+"""
+
+
+def test_kernels_compiled_after_the_cross_entropy_kernels_are_vectorized(tmp_path):
+    """The production kernels (parallel, as the bench's worker processes build them) of
+    kl_div and poisson_nll, compiled in a process that compiled a cross-entropy kernel
+    first, keep their loss arithmetic in vector form (the criterion of
+    ``test_the_loss_arithmetic_is_vectorized``).  Before every ``fmath`` function was
+    ``inlined_jit``, this order left their float32 loops scalar.  A fresh process, with a
+    kernel cache of its own: code loaded from the cache cannot be inspected."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]),
+                                           os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-c", _AFTER_CROSS_ENTROPY], capture_output=True,
+                         text=True, env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = [line.split() for line in run.stdout.splitlines()]
+    assert len(found) >= 4, run.stdout
+    for name, kind, vector, scalar in found:
+        assert int(vector) >= 0.2 * int(scalar), f"{name}.{kind}: {vector} vector, {scalar} scalar"
