@@ -57,7 +57,9 @@ PARALLEL_MIN_SIZE = 1 << 16
 KERNEL_OPTIONS = dict(fastmath={"contract", "nsz"}, error_model="numpy", nogil=True)
 
 
-@njit(fastmath={"reassoc", "nsz"}, error_model="numpy")
+# The helpers of the kernels' loops are inlined_jit, as the loss maths is: alwaysinline
+# whatever compiles them first (``fmath``'s SCALAR_OPTIONS say why).
+@inlined_jit(fastmath={"reassoc", "nsz"}, error_model="numpy")
 def _add(s, v):
     return s + v
 
@@ -66,12 +68,12 @@ def _add(s, v):
 # negative-index wraparound select, which would stop LLVM vectorizing and make
 # its run-time aliasing checks conservative (and the sums' last bits depend on
 # where arrays happen to lie in memory).
-@njit
+@inlined_jit(error_model="numpy")
 def _lo(b):
     return np.uint64(b * BLOCK)
 
 
-@njit
+@inlined_jit(error_model="numpy")
 def _hi(b, n):
     return np.uint64(min(n, (b + 1) * BLOCK))
 
