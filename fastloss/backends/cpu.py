@@ -333,7 +333,13 @@ def _prefetched_block_loop(step):
     so that ``_by_labels`` can choose between two such loops.  ``_one_pass_templates``
     writes its loops in its kernels' bodies: built from such helpers, the float64
     kinds of huber, mae, pinball and smooth_l1 on float32 data came out unvectorized,
-    depending on what the process had compiled before."""
+    depending on what the process had compiled before.  Still so after 6e31f61 made
+    every helper alwaysinline: with value_none's, grad's, value_and_grad's and
+    grad_hess's loops written as helpers of this kind, huber's grad_hess compiled after
+    tests/test_float32_layouts.py's kernels (cold cache) came out with its scalar
+    remainder unrolled eight times beside the vector body (6 vector and 60 scalar
+    floating-point operations, which tests/test_inlined.py rejects), and compiled
+    first it did not."""
     @inlined_jit(**KERNEL_OPTIONS)
     def loop(y, p, th, scale, lo, hi, w, out):
         s = 0.0
