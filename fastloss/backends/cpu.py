@@ -326,38 +326,100 @@ def _element_steps(value, grad, hess, y_short, p_short, working):
     return value_step, fill_step, grad_step, value_grad_step, grad_hess_step
 
 
-def _prefetched_block_loop(step):
-    """A loop over one block [lo, hi) applying ``step`` (``_element_steps``) in chunks,
-    each after prefetch requests for y and p (``memory.prefetch_chunk``), returning the
-    block's (sum, shortfall count); one signature, (y, p, th, scale, lo, hi, w, out),
-    so that ``_by_labels`` can choose between two such loops.  ``_one_pass_templates``
-    writes its loops in its kernels' bodies: built from such helpers, the float64
-    kinds of huber, mae, pinball and smooth_l1 on float32 data came out unvectorized,
-    depending on what the process had compiled before.  Still so after 6e31f61 made
-    every helper alwaysinline: with value_none's, grad's, value_and_grad's and
-    grad_hess's loops written as helpers of this kind, huber's grad_hess compiled after
-    tests/test_float32_layouts.py's kernels (cold cache) came out with its scalar
-    remainder unrolled eight times beside the vector body (6 vector and 60 scalar
-    floating-point operations, which tests/test_inlined.py rejects), and compiled
-    first it did not."""
+def _block_loop(step, prefetch):
+    """A loop over one block [lo, hi) applying ``step`` (``_element_steps``) to each
+    element, from the sum s and shortfall count k given to the block's (s, k): with
+    ``prefetch``, in chunks, each after prefetch requests for y and p
+    (``memory.prefetch_chunk``); without, whole (an outer loop of chunks made LLVM
+    rematerialize constants inside the inner one: kl_div's float64 value 10% slower).
+    One signature, (y, p, th, scale, lo, hi, w, out, out2, s, k), for every step, so that
+    ``_by_labels`` can choose between two such loops and ``_writing_kernels`` takes any.
+
+    Until 6e31f61 made every helper ``alwaysinline``, kernels built from such loops came
+    out unvectorized depending on what the process had compiled first (the float64 kinds
+    of huber, mae, pinball and smooth_l1 on float32 data), and the one-pass kernels had
+    their loops written out in their bodies, four copies."""
+    if prefetch:
+        @inlined_jit(**KERNEL_OPTIONS)
+        def loop(y, p, th, scale, lo, hi, w, out, out2, s, k):
+            for c in range(lo, hi, PREFETCH_CHUNK):
+                for i in range(c, prefetch_chunk(y, p, c, hi)):
+                    s, k = step(y, p, w, th, scale, i, out, out2, s, k)
+            return s, k
+        return loop
+
     @inlined_jit(**KERNEL_OPTIONS)
-    def loop(y, p, th, scale, lo, hi, w, out):
-        s = 0.0
-        k = _no_shortfall(y, p)
-        for c in range(lo, hi, PREFETCH_CHUNK):
-            for i in range(c, prefetch_chunk(y, p, c, hi)):
-                s, k = step(y, p, w, th, scale, i, out, None, s, k)
+    def whole_loop(y, p, th, scale, lo, hi, w, out, out2, s, k):
+        for i in range(lo, hi):
+            s, k = step(y, p, w, th, scale, i, out, out2, s, k)
         return s, k
-    return loop
+    return whole_loop
+
+
+def _writing_kernels(fill, grad, value_grad, grad_hess, parallel):
+    """value_none, grad, value_and_grad and grad_hess over the blocks in parallel, from the
+    block loops (``_block_loop``) of those steps (None: no such kernel)."""
+    kernels = {}
+    if fill is not None:
+        @njit(parallel=parallel, **KERNEL_OPTIONS)
+        def value_none(y, p, w, th, out):
+            n = y.shape[0]
+            nb = (n + BLOCK - 1) // BLOCK
+            bad = np.empty(nb, np.int64)
+            for b in prange(nb):
+                k = fill(y, p, th, 1.0, _lo(b), _hi(b, n), w, out, None, 0.0,
+                         _no_shortfall(y, p))[1]
+                bad[b] = k < 0.0
+            return bad.sum()
+        kernels["value_none"] = value_none
+    if grad is not None:
+        @njit(parallel=parallel, **KERNEL_OPTIONS)
+        def grad_kernel(y, p, w, th, scale, out):
+            n = y.shape[0]
+            nb = (n + BLOCK - 1) // BLOCK
+            bad = np.empty(nb, np.int64)
+            for b in prange(nb):
+                k = grad(y, p, th, scale, _lo(b), _hi(b, n), w, out, None, 0.0,
+                         _no_shortfall(y, p))[1]
+                bad[b] = k < 0.0
+            return bad.sum()
+        kernels["grad"] = grad_kernel
+    if value_grad is not None:
+        @njit(parallel=parallel, **KERNEL_OPTIONS)
+        def value_and_grad(y, p, w, th, scale, out):
+            n = y.shape[0]
+            nb = (n + BLOCK - 1) // BLOCK
+            sums = np.empty(nb)
+            bad = np.empty(nb, np.int64)
+            for b in prange(nb):
+                s, k = value_grad(y, p, th, scale, _lo(b), _hi(b, n), w, out, None, 0.0,
+                                  _no_shortfall(y, p))
+                sums[b] = s
+                bad[b] = k < 0.0
+            return _sum_in_order(sums), bad.sum()
+        kernels["value_and_grad"] = value_and_grad
+    if grad_hess is not None:
+        @njit(parallel=parallel, **KERNEL_OPTIONS)
+        def grad_hess_kernel(y, p, w, th, gout, hout):
+            n = y.shape[0]
+            nb = (n + BLOCK - 1) // BLOCK
+            bad = np.empty(nb, np.int64)
+            for b in prange(nb):
+                k = grad_hess(y, p, th, 1.0, _lo(b), _hi(b, n), w, gout, hout, 0.0,
+                              _no_shortfall(y, p))[1]
+                bad[b] = k < 0.0
+            return bad.sum()
+        kernels["grad_hess"] = grad_hess_kernel
+    return kernels
 
 
 def _one_pass_blocks(value, grad, y_short, p_short, working):
     """The block loops of the one-pass kernels that compute values, for one value
-    function: (value_sum, value_fill, value_grad) (``_prefetched_block_loop``)."""
+    function: (value_sum, value_fill, value_grad), in chunks after prefetch requests."""
     value_step, fill_step, _, value_grad_step, _ = _element_steps(
         value, grad, None, y_short, p_short, working)
-    return tuple(_prefetched_block_loop(step) for step in (value_step, fill_step,
-                                                           value_grad_step))
+    return tuple(_block_loop(step, True) for step in (value_step, fill_step,
+                                                      value_grad_step))
 
 
 def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False,
@@ -402,8 +464,11 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
     value_step, fill_step, grad_step, value_grad_step, grad_hess_step = _element_steps(
         value, grad, hess, y_short, p_short, working)
 
-    # _block_reductions' loop written out, its block loop inline: built from a block
-    # function, one-pass kernels have come out unvectorized (see _prefetched_block_loop)
+    fill_loop, grad_loop, value_grad_loop, grad_hess_loop, tail_loop = (
+        _block_loop(step, prefetch)
+        for step in (fill_step, grad_step, value_grad_step, grad_hess_step, value_step))
+
+    # _block_reductions' loop, with each block's pairs of halves before its tail
     def reduce_template(weight_stats):
         @njit(parallel=parallel, **KERNEL_OPTIONS)
         def reduce_value(y, p, w, th):
@@ -432,14 +497,7 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
                         u = u * np.float64(w[j])
                     s = _add(s, v + u)
                     k = _add(k, (y_short(yr) + p_short(pr)) + (y_short(yq) + p_short(pq)))
-                if prefetch:
-                    hi = _hi(b, n)
-                    for c in range(lo + h + h, hi, PREFETCH_CHUNK):
-                        for i in range(c, prefetch_chunk(y, p, c, hi)):
-                            s, k = value_step(y, p, w, th, 1.0, i, None, None, s, k)
-                else:
-                    for i in range(lo + h + h, _hi(b, n)):
-                        s, k = value_step(y, p, w, th, 1.0, i, None, None, s, k)
+                s, k = tail_loop(y, p, th, 1.0, lo + h + h, _hi(b, n), w, None, None, s, k)
                 sums[b] = s
                 bad[b] = k < 0.0
                 if weight_stats:
@@ -449,92 +507,8 @@ def _one_pass_templates(spec, value, grad, hess, parallel, working, halves=False
             return _sum_in_order(sums), bad.sum()
         return reduce_value
 
-    # Each kernel's block loop, in chunks after prefetch requests where ``prefetch``, is
-    # written out in it, for the same reason
-    @njit(parallel=parallel, **KERNEL_OPTIONS)
-    def value_none(y, p, w, th, out):
-        n = y.shape[0]
-        nb = (n + BLOCK - 1) // BLOCK
-        bad = np.empty(nb, np.int64)
-        for b in prange(nb):
-            s = 0.0
-            k = _no_shortfall(y, p)
-            lo = _lo(b)
-            hi = _hi(b, n)
-            if prefetch:
-                for c in range(lo, hi, PREFETCH_CHUNK):
-                    for i in range(c, prefetch_chunk(y, p, c, hi)):
-                        s, k = fill_step(y, p, w, th, 1.0, i, out, None, s, k)
-            else:
-                for i in range(lo, hi):
-                    s, k = fill_step(y, p, w, th, 1.0, i, out, None, s, k)
-            bad[b] = k < 0.0
-        return bad.sum()
-
-    @njit(parallel=parallel, **KERNEL_OPTIONS)
-    def grad_kernel(y, p, w, th, scale, out):
-        n = y.shape[0]
-        nb = (n + BLOCK - 1) // BLOCK
-        bad = np.empty(nb, np.int64)
-        for b in prange(nb):
-            s = 0.0
-            k = _no_shortfall(y, p)
-            lo = _lo(b)
-            hi = _hi(b, n)
-            if prefetch:
-                for c in range(lo, hi, PREFETCH_CHUNK):
-                    for i in range(c, prefetch_chunk(y, p, c, hi)):
-                        s, k = grad_step(y, p, w, th, scale, i, out, None, s, k)
-            else:
-                for i in range(lo, hi):
-                    s, k = grad_step(y, p, w, th, scale, i, out, None, s, k)
-            bad[b] = k < 0.0
-        return bad.sum()
-
-    @njit(parallel=parallel, **KERNEL_OPTIONS)
-    def value_and_grad(y, p, w, th, scale, out):
-        n = y.shape[0]
-        nb = (n + BLOCK - 1) // BLOCK
-        sums = np.empty(nb)
-        bad = np.empty(nb, np.int64)
-        for b in prange(nb):
-            s = 0.0
-            k = _no_shortfall(y, p)
-            lo = _lo(b)
-            hi = _hi(b, n)
-            if prefetch:
-                for c in range(lo, hi, PREFETCH_CHUNK):
-                    for i in range(c, prefetch_chunk(y, p, c, hi)):
-                        s, k = value_grad_step(y, p, w, th, scale, i, out, None, s, k)
-            else:
-                for i in range(lo, hi):
-                    s, k = value_grad_step(y, p, w, th, scale, i, out, None, s, k)
-            sums[b] = s
-            bad[b] = k < 0.0
-        return _sum_in_order(sums), bad.sum()
-
-    @njit(parallel=parallel, **KERNEL_OPTIONS)
-    def grad_hess(y, p, w, th, gout, hout):
-        n = y.shape[0]
-        nb = (n + BLOCK - 1) // BLOCK
-        bad = np.empty(nb, np.int64)
-        for b in prange(nb):
-            s = 0.0
-            k = _no_shortfall(y, p)
-            lo = _lo(b)
-            hi = _hi(b, n)
-            if prefetch:
-                for c in range(lo, hi, PREFETCH_CHUNK):
-                    for i in range(c, prefetch_chunk(y, p, c, hi)):
-                        s, k = grad_hess_step(y, p, w, th, 1.0, i, gout, hout, s, k)
-            else:
-                for i in range(lo, hi):
-                    s, k = grad_hess_step(y, p, w, th, 1.0, i, gout, hout, s, k)
-            bad[b] = k < 0.0
-        return bad.sum()
-
-    return {**_with_weight_stats(reduce_template), "value_none": value_none,
-            "grad": grad_kernel, "value_and_grad": value_and_grad, "grad_hess": grad_hess}
+    return {**_with_weight_stats(reduce_template),
+            **_writing_kernels(fill_loop, grad_loop, value_grad_loop, grad_hess_loop, parallel)}
 
 
 def _one_pass_by_labels(spec, value, grad, binary_value, parallel, working):
@@ -551,32 +525,11 @@ def _one_pass_by_labels(spec, value, grad, binary_value, parallel, working):
 
     @inlined_jit(**KERNEL_OPTIONS)
     def block_sum(y, p, w, th, lo, hi):
-        s, k = value_sum(y, p, th, 1.0, lo, hi, w, None)
+        s, k = value_sum(y, p, th, 1.0, lo, hi, w, None, None, 0.0, _no_shortfall(y, p))
         return s, k < 0.0
 
-    @njit(parallel=parallel, **KERNEL_OPTIONS)
-    def value_none(y, p, w, th, out):
-        n = y.shape[0]
-        nb = (n + BLOCK - 1) // BLOCK
-        bad = np.empty(nb, np.int64)
-        for b in prange(nb):
-            bad[b] = value_fill(y, p, th, 1.0, _lo(b), _hi(b, n), w, out)[1] < 0.0
-        return bad.sum()
-
-    @njit(parallel=parallel, **KERNEL_OPTIONS)
-    def value_and_grad(y, p, w, th, scale, out):
-        n = y.shape[0]
-        nb = (n + BLOCK - 1) // BLOCK
-        sums = np.empty(nb)
-        bad = np.empty(nb, np.int64)
-        for b in prange(nb):
-            s, k = value_grad(y, p, th, scale, _lo(b), _hi(b, n), w, out)
-            sums[b] = s
-            bad[b] = k < 0.0
-        return _sum_in_order(sums), bad.sum()
-
-    return {**_block_reductions(block_sum, parallel), "value_none": value_none,
-            "value_and_grad": value_and_grad}
+    return {**_block_reductions(block_sum, parallel),
+            **_writing_kernels(value_fill, None, value_grad, None, parallel)}
 
 
 def _constant_position(spec):
@@ -632,10 +585,10 @@ def _labels_binary(y, lo, hi):
 def _by_labels(binary_fill, general_fill):
     """A fill loop that runs ``binary_fill`` on a block whose labels are all 0 or 1."""
     @inlined_jit(**KERNEL_OPTIONS)
-    def fill(y, p, th, scale, lo, hi, a, b):
+    def fill(y, p, th, scale, lo, hi, *rest):
         if _labels_binary(y, lo, hi):
-            return binary_fill(y, p, th, scale, lo, hi, a, b)
-        return general_fill(y, p, th, scale, lo, hi, a, b)
+            return binary_fill(y, p, th, scale, lo, hi, *rest)
+        return general_fill(y, p, th, scale, lo, hi, *rest)
     return fill
 
 
