@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 
 from fastloss.backends import cpu
-from fastloss.kernels.link_only import compiled_alone
-from fastloss.kernels.vector_width import full_width, has_avx512
 from fastloss.specs import REGISTRY
 from .conftest import LOSS_CASES  # noqa: F401  (registers the test custom loss)
 
@@ -41,21 +39,16 @@ def _example_arguments(name, kind, dtype):
 @functools.lru_cache(maxsize=None)
 def _compiled_ir(name):
     """{(kind, signature): LLVM IR} of every kernel of ``name`` (serial builds), each built
-    fresh (cached code cannot be inspected) but otherwise as ``cpu.kernels`` builds it:
-    for the full vector width, its callees compiled for linking only, with the spec's
-    LLVM options for float32 data.  Built as bare templates, a kernel would take its
+    fresh (cached code cannot be inspected) but otherwise as ``cpu.kernels`` builds it
+    (``cpu.build_kernels``).  Built as bare templates, a kernel would take its
     callees as they were first compiled in this process: fully optimized in a module of
     their own, or, where an earlier production kernel compiled them, for linking only.
     That mix, which production never sees, changed what LLVM made of a block loop
     written as a helper (huber's grad_hess: its scalar remainder unrolled eight times,
     6 vector and 60 scalar operations, after any serial log_cosh kernel)."""
-    spec = REGISTRY[name]
-    kernels = cpu._loss_templates(name, parallel=False)
+    kernels = cpu.build_kernels(name, parallel=False, cached=False)
     found = {}
     for kind, kernel in kernels.items():
-        compiled_alone(full_width(kernel))
-        cpu.tuned_for_float32(kernel, spec.interleave_for(kind, has_avx512()),
-                              cpu._sized_by_float32(spec, kind))
         dtypes = [np.float32] if "_f32" in kind else [np.float32, np.float64]
         for dtype in dtypes:
             kernel(*_example_arguments(name, kind, dtype))

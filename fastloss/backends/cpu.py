@@ -804,6 +804,28 @@ _kernels = {}
 _build_lock = threading.Lock()
 
 
+def build_kernels(name, parallel, cached=True):
+    """Fresh kernels of loss ``name``, each built as every call gets it (``as_kernel``:
+    full vector width, callees compiled for linking only; the spec's LLVM options for
+    float32 data), and cached on disk unless ``cached`` is False (code loaded from the
+    cache cannot be inspected: tests/test_inlined.py reads the LLVM IR)."""
+    variant = "par" if parallel else "ser"
+    if name == "weights":
+        ks = {"weight_stats": _weight_template(parallel)}
+    else:
+        ks = _loss_templates(name, parallel)
+    from ..custom import get_custom
+    custom = get_custom(name)
+    label = name if custom is None else f"{name}-{custom.current_digest()}"
+    spec = REGISTRY.get(name)
+    for kind, disp in ks.items():
+        as_kernel(disp, f"{label}-{kind}-{variant}" if cached else None)
+        if spec is not None:
+            tuned_for_float32(disp, spec.interleave_for(kind, has_avx512()),
+                              _sized_by_float32(spec, kind))
+    return ks
+
+
 def kernels(name, parallel):
     """The (lazily built, disk-cached) kernels of loss ``name``."""
     key = (name, parallel)
@@ -812,21 +834,7 @@ def kernels(name, parallel):
         with _build_lock:
             ks = _kernels.get(key)
             if ks is None:
-                variant = "par" if parallel else "ser"
-                if name == "weights":
-                    ks = {"weight_stats": _weight_template(parallel)}
-                else:
-                    ks = _loss_templates(name, parallel)
-                from ..custom import get_custom
-                custom = get_custom(name)
-                label = name if custom is None else f"{name}-{custom.current_digest()}"
-                spec = REGISTRY.get(name)
-                for kind, disp in ks.items():
-                    as_kernel(disp, f"{label}-{kind}-{variant}")
-                    if spec is not None:
-                        tuned_for_float32(disp, spec.interleave_for(kind, has_avx512()),
-                                          _sized_by_float32(spec, kind))
-                _kernels[key] = ks
+                ks = _kernels[key] = build_kernels(name, parallel)
     return ks
 
 

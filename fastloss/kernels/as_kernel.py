@@ -5,7 +5,9 @@ from .vector_width import full_width
 
 
 def as_kernel(dispatcher, tag):
-    """``dispatcher``, cached on disk under ``tag`` (``cache``), compiled for the full
-    vector width (``vector_width``) and with its callees compiled for linking into it
-    only (``link_only``)."""
-    return compiled_alone(full_width(cache.enable(dispatcher, tag)))
+    """``dispatcher``, cached on disk under ``tag`` (``cache``; None: not cached), compiled
+    for the full vector width (``vector_width``) and with its callees compiled for linking
+    into it only (``link_only``)."""
+    if tag is not None:
+        cache.enable(dispatcher, tag)
+    return compiled_alone(full_width(dispatcher))
