@@ -40,7 +40,6 @@ from ..kernels.vector_width import has_avx2, has_avx512
 from . import float32_overflowed
 from ..specs import REGISTRY
 
-_config.choose_fork_safe_threading_layer()
 
 BLOCK = 4096
 # Suffix of the kinds of kernel built at a loss's constant_param.
