@@ -30,7 +30,7 @@ rng = np.random.default_rng(0)
 for line in sys.stdin:
     name, dtype = line.split()
     loss = fl.get(name)
-    for n in (10, cpu.PARALLEL_MIN_SIZE):
+    for n in (10, cpu.parallel_min_size(name)):
         if hasattr(loss, "spec"):
             calls = [inputs(name, n, rng, dtype)]
         else:

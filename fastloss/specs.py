@@ -125,6 +125,12 @@ class LossSpec:
             return self.float32_interleave_avx2 if "_f32" in kind else 0
         return self.float32_interleave
 
+    @property
+    def arithmetic(self):
+        """A few arithmetic operations per element, no exponential or logarithm: the
+        one-pass float32 losses but those whose maths is float64 (kl_div, poisson_nll)."""
+        return self.float32_in_one_pass and not self.float64_value_maths
+
     def value_in_float32(self, y_dtype, p_dtype):
         """Whether the compiled backends compute this loss's value in float32 for these dtypes.
 

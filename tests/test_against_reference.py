@@ -77,7 +77,7 @@ def test_grad_hess_matches_reference(name, params, dtype, weighted, rng):
 
 @loss_case
 def test_parallel_kernels_match_reference_and_serial(name, params, rng):
-    n = cpu.PARALLEL_MIN_SIZE * 3 + 17          # several blocks, a ragged last one
+    n = cpu.parallel_min_size(name) + 2 * cpu.BLOCK + 17     # a ragged last block
     y, p = sample(name, n, rng, np.float32)
     w = weights(n, rng, np.float32)
     loss = fl.get(name, **params)

@@ -170,6 +170,55 @@ def test_concurrent_calls_from_python_threads(layer):
         assert chosen == "workqueue"
 
 
+THRESHOLD_SCRIPT = """
+import numpy as np, fastloss as fl
+from fastloss.backends import cpu
+for name in ("mse", "log_cosh"):
+    m = cpu.parallel_min_size(name)
+    x = np.linspace(-1.0, 1.0, m)
+    fl.get(name)(x[:-1], x[:-1] * 0.5)
+    built_below = sorted(k for k in cpu._kernels if k[0] == name)
+    fl.get(name)(x, x * 0.5)
+    built_at = sorted(k for k in cpu._kernels if k[0] == name)
+    print(m, built_below == [(name, False)], built_at == [(name, False), (name, True)])
+"""
+
+
+@pytest.mark.parametrize("layer", ["fastloss's choice", "workqueue"])
+def test_serial_builds_run_below_the_threading_layers_threshold(layer):
+    """Waking the threads costs tens of microseconds under TBB and hundreds under
+    workqueue: inputs below the layer's threshold (higher for the arithmetic losses)
+    take the serial builds, and no parallel kernel is even built for them."""
+    env = {"NUMBA_NUM_THREADS": "2"}
+    if layer == "workqueue":
+        env["NUMBA_THREADING_LAYER"] = layer
+    from fastloss.backends import cpu
+    factor = cpu.WORKQUEUE_FACTOR if layer == "workqueue" else 1
+    lines = _run_python(THRESHOLD_SCRIPT, env=env).splitlines()
+    expected = [cpu.ARITHMETIC_PARALLEL_MIN_SIZE * factor, cpu.PARALLEL_MIN_SIZE * factor]
+    for line, size in zip(lines, expected, strict=True):       # mse, then log_cosh
+        assert line.split() == [str(size), "True", "True"]
+
+
+def test_kernels_without_serial_builds_run_on_one_thread_for_small_inputs():
+    """call_parallel (the row losses' kernels) does not wake the other threads below
+    ONE_THREAD_BELOW elements of its first argument, and gives fastloss's thread count
+    back from it on."""
+    numba = pytest.importorskip("numba")
+    from fastloss.backends import cpu
+
+    @numba.njit(parallel=True)
+    def threads_seen(a, out):
+        for i in numba.prange(1):
+            out[i] = numba.get_num_threads()
+
+    seen = np.zeros(1, np.int64)
+    for size, expected in ((cpu.ONE_THREAD_BELOW - 1, 1),
+                           (cpu.ONE_THREAD_BELOW, fl.get_num_threads())):
+        cpu.call_parallel(threads_seen, np.zeros(size), seen)
+        assert seen[0] == expected, size
+
+
 def _run_python(code, env=None):
     full_env = dict(os.environ, **(env or {}))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

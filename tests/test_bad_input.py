@@ -263,7 +263,7 @@ def test_out_buffers_are_filled_and_returned(rng):
 
 @loss_case
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("n", [1000, cpu.PARALLEL_MIN_SIZE + 5], ids=["serial", "parallel"])
+@pytest.mark.parametrize("n", [1000, None], ids=["serial", "parallel"])
 @pytest.mark.parametrize("alias", ["y_pred", "y_true"])
 def test_gradients_written_over_an_input_are_those_written_elsewhere(name, params, dtype, n,
                                                                       alias, rng):
@@ -271,6 +271,7 @@ def test_gradients_written_over_an_input_are_those_written_elsewhere(name, param
     stored.  The float64 kernels checked the inputs' domain after the store, on the
     gradient: binary_cross_entropy's value_and_grad(y, p, out=p) raised a ValueError
     for valid probabilities (only mse, whose domain is every real, was tested)."""
+    n = n or cpu.parallel_min_size(name) + 5
     y, p = sample(name, n, rng, dtype)
     loss = fl.get(name, **params)
     expected_value, expected_grad = loss.value_and_grad(y, p)
@@ -418,7 +419,7 @@ def test_float32_values_whose_pairs_pass_float32_range_are_summed_in_float64(nam
     """Each element's float32 value fits (2.25e38 < 3.4e38) but a pair of them does not:
     the float32 kernels add the halves of each block in pairs, and the sum is still the
     float64 reference's."""
-    n = cpu.PARALLEL_MIN_SIZE + 3
+    n = cpu.parallel_min_size(name) + 3
     y = np.ones(n, np.float32)
     x = np.full(n, -1.5e19, np.float32)
     loss = fl.get(name)
@@ -429,7 +430,7 @@ def test_float32_values_whose_pairs_pass_float32_range_are_summed_in_float64(nam
 
 # the serial kernels of one loss per template, and one parallel (the same template)
 _WEIGHTED_CASES = [(name, 1000) for name in ("mse", "hinge", "binary_cross_entropy", "log_cosh",
-                                             "kl_div")] + [("mse", cpu.PARALLEL_MIN_SIZE + 5)]
+                                             "kl_div")] + [("mse", cpu.parallel_min_size("mse") + 5)]
 
 
 @pytest.mark.parametrize("name,n", _WEIGHTED_CASES)
@@ -456,7 +457,8 @@ def test_negative_weights_are_counted_by_the_weighted_value_kernels(name, dtype,
 
 
 @pytest.mark.parametrize("name,n", [("mse", 1000), ("binary_cross_entropy_with_logits", 1000),
-                                    ("sigmoid_focal", 1000), ("mse", cpu.PARALLEL_MIN_SIZE + 5)])
+                                    ("sigmoid_focal", 1000),
+                                    ("mse", cpu.parallel_min_size("mse") + 5)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 def test_grad_hess_kernels_refuse_a_negative_weight_anywhere(name, n, dtype, rng):
     """grad_hess's kernels check the weights themselves (cpu.GRAD_HESS_CHECKS_WEIGHTS):
@@ -509,7 +511,7 @@ def test_out_overlapping_an_input_gives_the_same_gradient(name, params, dtype, a
     result is what a fresh buffer gets (the float32 transcendental kernels read the weights
     after writing out, so out=sample_weight was squared; an out shifted by one element
     over y_pred was read after being written)."""
-    n = cpu.PARALLEL_MIN_SIZE + 1001
+    n = cpu.parallel_min_size(name) + 1001
     y, p = sample(name, n, rng, dtype)
     if alias == "y_true" and y.dtype != dtype:
         pytest.skip("labels of another dtype")

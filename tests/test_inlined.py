@@ -325,7 +325,7 @@ rng = np.random.default_rng(0)
 labels = rng.integers(0, 10, 64)
 fl.get("cross_entropy")(labels, rng.standard_normal((64, 10)).astype(np.float32))
 for name in ("kl_div", "poisson_nll"):
-    y, p = inputs(name, cpu.PARALLEL_MIN_SIZE, rng, np.float32)
+    y, p = inputs(name, cpu.parallel_min_size(name), rng, np.float32)
     fl.get(name)(y, p)
     fl.get(name).value_and_grad(y, p)
     for kind, kernel in cpu.kernels(name, True).items():

@@ -12,7 +12,8 @@ LABEL_LOSSES = ["binary_cross_entropy_with_logits", "sigmoid_focal", "hinge", "m
 
 CASES = ([(name, dtype, 1001) for name in LABEL_LOSSES for dtype in (np.bool_, np.int8)]
          + [("hinge", np.dtype(">i2"), 1001), ("binary_cross_entropy_with_logits", np.uint8, 1001),
-            ("binary_cross_entropy_with_logits", np.int8, cpu.PARALLEL_MIN_SIZE + 17)])
+            ("binary_cross_entropy_with_logits", np.int8,
+             cpu.parallel_min_size("binary_cross_entropy_with_logits") + 17)])
 
 
 @pytest.mark.parametrize("name,dtype,n", CASES)

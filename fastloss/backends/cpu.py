@@ -16,10 +16,10 @@ pass of the float64 templates for the arithmetic ones
 (``float32_in_one_pass``).
 kl_div's and poisson_nll's values take their float32 operands into float64 maths
 (``LossSpec.float64_value_maths``).
-Small inputs run a serial build of the same template (``PARALLEL_MIN_SIZE``),
-since starting threads costs more there; the choice depends on the size
-only, and the two builds agree to the last bit or two (LLVM may vectorize
-them differently).
+Small inputs run a serial build of the same template (``parallel_min_size``),
+since waking threads costs more there; the choice depends on the size and the
+threading layer only, and the two builds agree to the last bit or two (LLVM
+may vectorize them differently).
 """
 import threading
 
@@ -46,7 +46,28 @@ BLOCK = 4096
 CONSTANT = "@constant"
 _ZERO32 = np.float32(0.0)
 _ONE32 = np.float32(1.0)
+# The input size from which the parallel builds run (below it, the serial ones) under TBB
+# or OpenMP.  A parallel call wakes the other threads: under TBB about 20 us after 50 us of
+# Python between calls (2 us back to back).  With 50 us between calls, TBB, float32 (Intel
+# AVX-512, 2 threads), serial and parallel builds: binary_cross_entropy_with_logits' value
+# at 2^16 44 and 59 us, value_and_grad 70 and 77; at 2^17 79 and 84, 150 and 104.  The
+# arithmetic losses (LossSpec.arithmetic) cover more elements in that time: mse's value at
+# 2^17 25 and 64 us, value_and_grad 54 and 77; at 2^18 58 and 80, 181 and 119.
 PARALLEL_MIN_SIZE = 1 << 16
+ARITHMETIC_PARALLEL_MIN_SIZE = 1 << 18
+# Under Numba's workqueue layer (no tbb installed) a parallel call costs 100-300 us
+# whatever its size, so both thresholds are 8 times higher: serial and parallel builds,
+# mse's value at 2^20 349 and 452 us, value_and_grad 525 and 779; at 2^21 661 and 673, 998
+# and 804; binary_cross_entropy_with_logits' value at 2^19 359 and 511, at 2^20 672 and
+# 1035, value_and_grad 1088 and 776.
+WORKQUEUE_FACTOR = 8
+_workqueue = None
+# Below this many elements the kernels without a serial build run on one thread
+# (``call_parallel``): under TBB, with 50 us between calls, cross_entropy's value at
+# (2048, 10) float32 took 53 us on one thread and 81 on two, at (4096, 10) 123 and 104;
+# at (32, 1000) 55 and 60, at (64, 1000) 69 and 65.  Waking the second thread took about
+# 20 us, where a one-thread launch took 2 (an empty kernel).
+ONE_THREAD_BELOW = 1 << 15
 # The kernels are compiled without fast-math, as the scalar maths they inline is
 # (fmath.SCALAR_OPTIONS): its stable forms must be kept as written.  Only the
 # block sums may be reassociated (which lets LLVM vectorize them): they go
@@ -851,18 +872,32 @@ _parallel_lock = threading.Lock()
 _layer_is_threadsafe = None
 
 
-def apply_num_threads():
-    """Give Numba (in this thread) the thread count set with fastloss.set_num_threads."""
-    threads = _config.get_num_threads()
+def apply_num_threads(threads=None):
+    """Give Numba (in this thread) ``threads``, by default the thread count set with
+    fastloss.set_num_threads."""
+    threads = threads or _config.get_num_threads()
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
 
 
+def parallel_min_size(name):
+    """The input size from which loss ``name``'s parallel builds run, for this process's
+    threading layer (started here if no parallel kernel has run yet)."""
+    global _workqueue
+    spec = REGISTRY.get(name)
+    size = (ARITHMETIC_PARALLEL_MIN_SIZE if spec is not None and spec.arithmetic
+            else PARALLEL_MIN_SIZE)
+    if _workqueue is None:
+        numba.get_num_threads()                 # starts the threading layer
+        _workqueue = numba.threading_layer() == "workqueue"
+    return size * WORKQUEUE_FACTOR if _workqueue else size
+
+
 def _run(name, kind, size, *args):
     try:
-        # The variant depends on the size alone, never on the thread count, so a
-        # given input always runs the same compiled code: the same bits.
-        if size < PARALLEL_MIN_SIZE:
+        # The variant depends on the size (and the threading layer) alone, never on the
+        # thread count, so a given input always runs the same compiled code: the same bits.
+        if size < PARALLEL_MIN_SIZE or size < parallel_min_size(name):
             return (_kernels.get((name, False)) or kernels(name, False))[kind](*args)
         return call_parallel(kernels(name, True)[kind], *args)
     except numba.core.errors.TypingError as e:
@@ -874,9 +909,14 @@ def _run(name, kind, size, *args):
 
 def call_parallel(kernel, *args):
     """``kernel(*args)`` for a parallel kernel: fastloss's thread count, and
-    serialized with every other parallel call while the layer may be workqueue."""
+    serialized with every other parallel call while the layer may be workqueue.
+
+    The kernels that have no serial build (the row losses', the boosting adapters')
+    run on this thread alone where their first argument, the data they walk, has
+    fewer than ``ONE_THREAD_BELOW`` elements: the other threads are not woken.
+    Their results do not depend on the thread count."""
     global _layer_is_threadsafe
-    apply_num_threads()
+    apply_num_threads(1 if args[0].size < ONE_THREAD_BELOW else None)
     if _layer_is_threadsafe:
         return kernel(*args)
     with _parallel_lock:

@@ -22,7 +22,7 @@ def _seconds(code, cache_dir):
 def measure(name="mse", dtype="float64", n=1000):
     """Seconds for ``import fastloss`` and for a first value_and_grad, cold and warm cache.
 
-    The default, n = 1000, runs a serial kernel; n >= cpu.PARALLEL_MIN_SIZE
+    The default, n = 1000, runs a serial kernel; n >= cpu.parallel_min_size(name)
     compiles a parallel one, which takes longer."""
     first = _FIRST.format(name=name, dtype=dtype, n=int(n))
     with tempfile.TemporaryDirectory() as cache_dir:

@@ -27,7 +27,7 @@ for line in sys.stdin:
     elif name == "custom":
         from fastloss.bench import custom
         exec(custom._DEFINE, {})
-        y, p = inputs("mse", cpu.PARALLEL_MIN_SIZE, rng, dtype)
+        y, p = inputs("mse", cpu.parallel_min_size("mse"), rng, dtype)   # the largest threshold
         for custom_name, _ in custom.PAIRS:
             fl.get(custom_name)(y, p)
             fl.get(custom_name).value_and_grad(y, p)
@@ -39,7 +39,7 @@ for line in sys.stdin:
             loss(labels, x)
             loss.value_and_grad(labels, x, out=x.copy())
     else:
-        y, p = inputs(name, cpu.PARALLEL_MIN_SIZE, rng, dtype)
+        y, p = inputs(name, cpu.parallel_min_size(name), rng, dtype)
         loss = fl.get(name)
         loss(y, p)
         loss.value_and_grad(y, p)
