@@ -104,6 +104,7 @@ def bench(args):
             argv += ["--losses", args.losses]
         return gpu.main(argv)
 
+    import numba
     from .bench import bandwidth, custom, linear_ce, softmax, startup, throughput
     import fastloss as fl
 
@@ -176,6 +177,7 @@ def bench(args):
     if args.json:
         print(json.dumps({
             "n": n, "dtype": str(dtype), "threads": fl.get_num_threads(),
+            "threading_layer": numba.threading_layer(),
             "bandwidth_gbs": {"read": bw["read"], "read_write": bw["read_write"]},
             "rows": [{"loss": r.loss, "method": r.method, "seconds": r.seconds, "gbs": r.gbs(),
                       "bandwidth_beside": r.bandwidth and {k: r.bandwidth[k] for k in
@@ -187,7 +189,8 @@ def bench(args):
             "custom_compile_s": custom_compile,
         }, indent=2))
         return 0
-    print(f"fastloss bench: n = {n:,} {dtype}, {fl.get_num_threads()} threads")
+    print(f"fastloss bench: n = {n:,} {dtype}, {fl.get_num_threads()} threads "
+          f"(Numba's {numba.threading_layer()} threading layer)")
     print(f"memory bandwidth measured here: read {bw['read']:.1f} GB/s "
           f"(best of 1-3 streams over 1..{max(t for _, t, _ in bw['detail'])} threads, "
           f"probed before and after the losses), "

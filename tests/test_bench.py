@@ -50,6 +50,9 @@ def test_quick_bench_runs_end_to_end_and_says_what_it_shortened(capsys):
     assert "new custom loss in a fresh process: not measured with --quick" in out
     assert "start-up: import fastloss" in out and "cross_entropy (1024, 32000)" in out
     assert "cross_entropy (250000, 10)" in out
+    import numba
+    header = next(line for line in out.splitlines() if line.startswith("fastloss bench: n ="))
+    assert header.endswith(f"threads (Numba's {numba.threading_layer()} threading layer)")
 
 
 def test_the_custom_losses_compared_compute_what_their_built_ins_do(rng):
