@@ -217,6 +217,8 @@ def test_kernels_without_serial_builds_run_on_one_thread_for_small_inputs():
                            (cpu.ONE_THREAD_BELOW, fl.get_num_threads())):
         cpu.call_parallel(threads_seen, np.zeros(size), seen)
         assert seen[0] == expected, size
+        # this thread's own parallel Numba code is not left on one thread
+        assert numba.get_num_threads() == fl.get_num_threads()
 
 
 def _run_python(code, env=None):

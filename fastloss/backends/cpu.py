@@ -914,9 +914,21 @@ def call_parallel(kernel, *args):
     The kernels that have no serial build (the row losses', the boosting adapters')
     run on this thread alone where their first argument, the data they walk, has
     fewer than ``ONE_THREAD_BELOW`` elements: the other threads are not woken.
-    Their results do not depend on the thread count."""
+    Their results do not depend on the thread count.  The thread's Numba count is
+    fastloss's after the call, as after any other (not 1: the caller's own parallel
+    Numba code would run on one thread)."""
+    if args[0].size < ONE_THREAD_BELOW:
+        apply_num_threads(1)
+        try:
+            return _serialized_where_needed(kernel, args)
+        finally:
+            apply_num_threads()
+    apply_num_threads()
+    return _serialized_where_needed(kernel, args)
+
+
+def _serialized_where_needed(kernel, args):
     global _layer_is_threadsafe
-    apply_num_threads(1 if args[0].size < ONE_THREAD_BELOW else None)
     if _layer_is_threadsafe:
         return kernel(*args)
     with _parallel_lock:
