@@ -26,12 +26,13 @@ def test_the_sklearn_runners_return_the_mean_and_the_gradient(name, rng):
     found = peers.sklearn_loss(name)
     if found is None:
         pytest.skip("scikit-learn is not installed")
-    _, factor = found
+    sk, factor = found
     y = rng.random(2000).astype(np.float32) * 3
     p = rng.standard_normal(2000).astype(np.float32)
     value, value_and_grad = throughput._sklearn_runners(name, y, p, 1)
     mean, grad = value_and_grad()
     loss = fl.get(name)
+    np.testing.assert_allclose(value(), sk(y, p), rtol=1e-6)        # what __call__ gives
     np.testing.assert_allclose(mean, value(), rtol=1e-6)
     if name != "poisson_nll":       # scikit-learn's Poisson loss drops terms free of p
         np.testing.assert_allclose(factor * mean, loss(y, p), rtol=1e-5)

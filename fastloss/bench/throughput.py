@@ -3,9 +3,10 @@
 The NumPy baseline is fastloss's reference backend (the vectorized textbook
 formulas).  PyTorch runs ``torch.nn.functional`` (value: the forward with
 reduction "mean"; value_and_grad: forward and backward).  scikit-learn runs its
-private ``sklearn._loss`` classes with as many threads as fastloss: ``__call__``
-(its per-element losses, then their mean), and for value_and_grad
-``loss_gradient`` (per-element losses and gradients) followed by the same mean,
+private ``sklearn._loss`` classes with as many threads as fastloss: ``loss``
+(its per-element losses, into a buffer allocated once) and their mean, which is
+what ``__call__`` computes, and for value_and_grad ``loss_gradient``
+(per-element losses and gradients, into such buffers) followed by the same mean,
 so that each peer's result is the pair fastloss returns.  Times are the best of
 ``repeats`` runs.
 """
@@ -107,7 +108,10 @@ def _sklearn_runners(name, y, p, threads):
     loss_out = np.empty_like(p)
 
     def value():
-        return sk(y_sk, p, n_threads=threads)
+        # what __call__ computes, into a buffer of its own as loss_gradient's: __call__
+        # allocates its losses anew, and in some runs each call's page faults cost 45 ms
+        sk.loss(y_sk, p, loss_out=loss_out, n_threads=threads)
+        return np.average(loss_out)
 
     def value_and_grad():
         losses, grad = sk.loss_gradient(y_sk, p, loss_out=loss_out, gradient_out=grad_out,
