@@ -897,6 +897,7 @@ def _run(name, kind, size, *args):
     try:
         # The variant depends on the size (and the threading layer) alone, never on the
         # thread count, so a given input always runs the same compiled code: the same bits.
+        # (PARALLEL_MIN_SIZE is below every threshold: small calls never start the layer.)
         if size < PARALLEL_MIN_SIZE or size < parallel_min_size(name):
             return (_kernels.get((name, False)) or kernels(name, False))[kind](*args)
         return call_parallel(kernels(name, True)[kind], *args)
