@@ -688,6 +688,8 @@ class _LabelRowLoss:
             if want_hess:
                 hess = np.empty(x.shape, x.dtype)
             self._kernel(x, labels, w, float(scale), grad, rows, hess)
+            # the kernels compute float16 scores in float64; the results take the scores' type
+            grad, hess = (None if a is None else a.astype(dtype, copy=False) for a in (grad, hess))
         return rows, grad, hess, denom, dtype
 
     def _cuda(self, y_true, scores, sample_weight, reduction, **options):

@@ -243,6 +243,24 @@ def test_output_dtype_follows_y_pred(dtype, expected):
     assert isinstance(loss(y, p), float)
 
 
+@pytest.mark.parametrize("name", ["cross_entropy", "nll", "multi_margin", "softmax_focal"])
+@pytest.mark.parametrize("dtype,expected", [(np.float16, np.float16), (np.float32, np.float32),
+                                            (np.int32, np.float64)])
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_row_losses_arrays_follow_the_scores_dtype(name, dtype, expected, backend):
+    x = np.array([[-1.0, 0.0, 2.0], [0.0, -3.0, 1.0]]).astype(dtype)
+    labels = np.array([2, 0])
+    loss = fl.get(name)
+    value, grad = loss.value_and_grad(labels, x, reduction="none", backend=backend)
+    assert value.dtype == grad.dtype == expected
+    assert loss.grad(labels, x, backend=backend).dtype == expected
+    assert all(a.dtype == expected for a in loss.grad_hess(labels, x, backend=backend))
+    other = "numpy" if backend == "cpu" else "cpu"
+    rtol = {np.float16: 2.0 ** -10, np.float32: 1e-6, np.float64: 1e-12}[expected]
+    np.testing.assert_allclose(grad, loss.grad(labels, x, reduction="none", backend=other),
+                               rtol=rtol, atol=rtol)
+
+
 def test_out_buffers_are_filled_and_returned(rng):
     y, p = sample("huber", 1000, rng, np.float32)
     loss = fl.get("huber")
