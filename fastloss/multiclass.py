@@ -266,7 +266,12 @@ class CrossEntropy:
                                             p["ignore_index"], p["label_smoothing"])
                 hess[...] = h * scale
             if out is not None:
-                out[...] = grad * scale
+                grad = grad * scale
+                if labels is not None:
+                    # an ignored row's gradient is 0 even where the mean's scale is NaN (no
+                    # weight at all), as PyTorch's and the kernels'
+                    grad[labels == p["ignore_index"]] = 0.0
+                out[...] = grad
             return rows
         from .backends.cpu import call_parallel
         from .kernels import softmax, softmax_few

@@ -172,6 +172,23 @@ def test_all_ignored_mean_is_nan_with_a_warning_and_shapes_at_the_edges():
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-13)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("C", [3, 40])
+def test_mean_over_no_weight_gives_ignored_rows_a_zero_gradient(backend, C, rng):
+    """As PyTorch: where the mean's denominator is 0 (zero class weights here), the rows
+    that count get NaN gradients and the ignored ones 0."""
+    x = rng.normal(size=(4, C))
+    labels = np.array([0, -100, 2, -100])
+    loss = fl.get("cross_entropy", class_weight=np.zeros(C))
+    with pytest.warns(RuntimeWarning, match="no weight"):
+        value, grad = loss.value_and_grad(labels, x, backend=backend)
+    xt = torch.tensor(x, requires_grad=True)
+    F.cross_entropy(xt, torch.tensor(labels), weight=torch.zeros(C, dtype=torch.float64)).backward()
+    assert np.isnan(value)
+    np.testing.assert_array_equal(grad, xt.grad.numpy())      # NaN rows and zero rows
+    assert np.isnan(grad[[0, 2]]).all() and (grad[[1, 3]] == 0).all()
+
+
 def test_grad_hess_is_the_boosting_convention(rng):
     x, labels, _ = _problem(rng, N=40, C=6)
     labels[:] = np.abs(labels) % 6
