@@ -92,11 +92,19 @@ class Loss:
             raise ValueError(f"sample_weight must be >= 0; it has {negative} negative value(s)")
         return total
 
-    def _check_domain(self, bad, x, be):
+    def _check_domain(self, bad, x, be, written=()):
+        """Raise the ValueError that names the first invalid input, where the kernel counted
+        some (``bad``: a count of elements or of blocks, 0 where all are valid).
+        ``written``: the buffers the kernel wrote; an input they overlap (out= y_pred,
+        computing in place) no longer holds its values, so its invalid ones go unnamed."""
         if not bad:
             return
         from .backends.reference import DOMAIN_MASKS
+        overwritten = []
         for arg, arr, domain in (("y_true", x.y, self.spec.y_domain), ("y_pred", x.p, self.spec.p_domain)):
+            if any(b is not None and be.arrays.buffers_overlap(arr, b) for b in written):
+                overwritten.append((arg, domain))
+                continue
             arr = be.arrays.host(arr)
             wrong = np.flatnonzero(~DOMAIN_MASKS[domain](arr))
             if wrong.size:
@@ -106,6 +114,11 @@ class Loss:
                                  f"invalid value(s), the first {float(arr[i])!r} at index {index}")
         if x.w is not None:             # kernels that check the weights (cpu's grad_hess)
             self._checked_weights(be, x)
+        if overwritten:
+            args = " or ".join(arg for arg, _ in overwritten)
+            musts = "; ".join(f"{arg} must be {DOMAINS[domain]}" for arg, domain in overwritten)
+            raise ValueError(f"{self.name}: {musts}; found invalid value(s) in {args}, now "
+                             f"overwritten by out= (pass a separate out to see the first named)")
         raise ValueError(f"{self.name}: invalid inputs")  # pragma: no cover
 
     # -- public methods ------------------------------------------------------
@@ -201,7 +214,8 @@ class Loss:
 
     def _scaled_grad(self, be, x, scale, out):
         out, buf = be.arrays.output(out, x)
-        self._check_domain(be.grad(self.name, x.y, x.p, x.w, self._theta, scale, buf), x, be)
+        self._check_domain(be.grad(self.name, x.y, x.p, x.w, self._theta, scale, buf), x, be,
+                           (buf,))
         return be.arrays.result(buf, out, x)
 
     def value_and_grad(self, y_true, y_pred, *, sample_weight=None, reduction="mean", out=None,
@@ -218,7 +232,7 @@ class Loss:
             return be.arrays.result(values, None, x), be.arrays.result(buf, out, x)
         scale = self._grad_scale(denom, warn=False) if x.size else 1.0
         total, bad = be.value_and_grad(self.name, x.y, x.p, x.w, self._theta, scale, buf)
-        self._check_domain(bad, x, be)
+        self._check_domain(bad, x, be, (buf,))
         return self._reduce(total, denom, x, reduction), be.arrays.result(buf, out, x)
 
     def grad_hess(self, y_true, y_pred, *, sample_weight=None, out=None, backend=None):
@@ -238,7 +252,8 @@ class Loss:
         hout, hbuf = be.arrays.output(out[1], x, "out[1]")
         if x.w is not None and not getattr(be, "GRAD_HESS_CHECKS_WEIGHTS", False):
             self._checked_weights(be, x)
-        self._check_domain(be.grad_hess(self.name, x.y, x.p, x.w, self._theta, gbuf, hbuf), x, be)
+        self._check_domain(be.grad_hess(self.name, x.y, x.p, x.w, self._theta, gbuf, hbuf), x, be,
+                           (gbuf, hbuf))
         return be.arrays.result(gbuf, gout, x), be.arrays.result(hbuf, hout, x)
 
 

@@ -521,6 +521,51 @@ def test_an_input_outside_its_domain_is_found_anywhere_in_a_block(name, params, 
                 getattr(loss, "__call__" if method == "value" else method)(yb, pb, backend="cpu")
 
 
+@builtin_loss_case
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+@pytest.mark.parametrize("method", ["grad", "value_and_grad", "grad_hess"])
+def test_an_invalid_input_computed_over_in_place_is_reported(name, params, backend, method,
+                                                                  rng):
+    """out= y_pred (or y_true) with invalid elements: the gradient has replaced that input by
+    the time the error is raised, so the message says which input held them without naming
+    one.  It named a gradient as the first invalid input (binary_cross_entropy: "3 invalid
+    values, the first 1e12" for one p of 1.5), and the NumPy backend refused valid inputs,
+    checking its gradients."""
+    spec = fl.REGISTRY[name]
+    n = 50
+    y, p = sample(name, n, rng)
+    loss = fl.get(name, **params)
+    run = getattr(loss, method)
+    for which, domain in (("y_true", spec.y_domain), ("y_pred", spec.p_domain)):
+        if domain == "real":
+            continue
+        yb, pb = y.copy(), p.copy()
+        inplace = yb if which == "y_true" else pb
+        out = (inplace, np.empty_like(pb)) if method == "grad_hess" else inplace
+        if method == "grad_hess" and which == "y_true" and yb.dtype != pb.dtype:
+            continue                          # labels of another dtype: no in-place buffer
+        if method != "grad_hess" and inplace.dtype != pb.dtype:
+            continue
+        run(yb, pb, out=out, backend=backend)            # valid inputs: no error
+        yb, pb = y.copy(), p.copy()
+        inplace = yb if which == "y_true" else pb
+        inplace[[3, 40]] = _OUTSIDE[domain]
+        out = (inplace, np.empty_like(pb)) if method == "grad_hess" else inplace
+        with pytest.raises(ValueError, match=rf"{which} must be .*found invalid value\(s\) in "
+                                             rf"{which}, now overwritten by out="):
+            run(yb, pb, out=out, backend=backend)
+        # with the invalid values in the input that is not computed over, they are named
+        yb, pb = y.copy(), p.copy()
+        other, other_domain = (pb, spec.p_domain) if which == "y_true" else (yb, spec.y_domain)
+        if other_domain != "real":
+            other[7] = _OUTSIDE[other_domain]
+            out = ((yb if which == "y_true" else pb, np.empty_like(pb)) if method == "grad_hess"
+                   else (yb if which == "y_true" else pb))
+            with pytest.raises(ValueError, match=r"found 1 invalid value\(s\), the first .* "
+                                                 r"at index 7"):
+                run(yb, pb, out=out, backend=backend)
+
+
 @loss_case
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("alias", ["sample_weight", "y_true", "y_pred", "y_pred shifted"])

@@ -342,29 +342,35 @@ def reduce_value(name, y, p, w, theta):
     return float(np.sum(_weighted(value, w))), _bad(name, y, p)
 
 
+# the invalid inputs are counted before any output is written: out may be y_true or y_pred
+
 def value_none(name, y, p, w, theta, out):
     (value,) = evaluate(name, y, p, theta, (0,))
+    bad = _bad(name, y, p)
     out[...] = _weighted(value, w)
-    return _bad(name, y, p)
+    return bad
 
 
 def grad(name, y, p, w, theta, scale, out):
     (g,) = evaluate(name, y, p, theta, (1,))
+    bad = _bad(name, y, p)
     out[...] = _weighted(g * scale, w)
-    return _bad(name, y, p)
+    return bad
 
 
 def value_and_grad(name, y, p, w, theta, scale, out):
     value, g = evaluate(name, y, p, theta, (0, 1))
+    bad = _bad(name, y, p)
     out[...] = _weighted(g * scale, w)
-    return float(np.sum(_weighted(value, w))), _bad(name, y, p)
+    return float(np.sum(_weighted(value, w))), bad
 
 
 def grad_hess(name, y, p, w, theta, gout, hout):
     g, h = evaluate(name, y, p, theta, (1, 2))
+    bad = _bad(name, y, p)
     gout[...] = _weighted(g, w)
     hout[...] = _weighted(h, w)
-    return _bad(name, y, p)
+    return bad
 
 
 def weight_stats(w):
