@@ -200,10 +200,10 @@ def test_serial_builds_run_below_the_threading_layers_threshold(layer):
         assert line.split() == [str(size), "True", "True"]
 
 
-def test_kernels_without_serial_builds_run_on_one_thread_for_small_inputs():
-    """call_parallel (the row losses' kernels) does not wake the other threads below
-    ONE_THREAD_BELOW elements of its first argument, and gives fastloss's thread count
-    back from it on."""
+def test_kernels_without_serial_builds_run_serial_twins_for_small_inputs():
+    """call_parallel (the row losses' kernels) runs a kernel's serial twin below
+    SERIAL_BELOW elements of its first argument, and the parallel build on fastloss's
+    thread count from there up; the thread's Numba count stays fastloss's."""
     numba = pytest.importorskip("numba")
     from fastloss.backends import cpu
 
@@ -213,12 +213,36 @@ def test_kernels_without_serial_builds_run_on_one_thread_for_small_inputs():
             out[i] = numba.get_num_threads()
 
     seen = np.zeros(1, np.int64)
-    for size, expected in ((cpu.ONE_THREAD_BELOW - 1, 1),
-                           (cpu.ONE_THREAD_BELOW, fl.get_num_threads())):
-        cpu.call_parallel(threads_seen, np.zeros(size), seen)
-        assert seen[0] == expected, size
-        # this thread's own parallel Numba code is not left on one thread
-        assert numba.get_num_threads() == fl.get_num_threads()
+    cpu.call_parallel(threads_seen, np.zeros(cpu.SERIAL_BELOW - 1), seen)
+    assert cpu.serial_twin(threads_seen).signatures and not threads_seen.signatures
+    assert not cpu.serial_twin(threads_seen).targetoptions.get("parallel")
+    cpu.call_parallel(threads_seen, np.zeros(cpu.SERIAL_BELOW), seen)
+    assert threads_seen.signatures
+    assert seen[0] == fl.get_num_threads()
+    # this thread's own parallel Numba code is not left on one thread
+    assert numba.get_num_threads() == fl.get_num_threads()
+
+
+SMALL_ROW_LOSSES_SCRIPT = """
+import numpy as np, numba, fastloss as fl
+x = np.random.default_rng(0).normal(size=(32, 10)).astype(np.float32)
+labels = np.arange(32) % 10
+for name in ("cross_entropy", "nll", "multi_margin", "softmax_focal"):
+    loss = fl.get(name)
+    loss(labels, x); loss.value_and_grad(labels, x); loss.grad_hess(labels, x)
+try:
+    print(numba.threading_layer())
+except ValueError:
+    print("not started")
+fl.cross_entropy(np.zeros(4096, int), np.zeros((4096, 10)))
+print(numba.threading_layer() in ("tbb", "workqueue"))
+"""
+
+
+def test_small_row_losses_start_no_threads():
+    """Small batches of the row losses run serial twins: in a fresh process, the threading
+    layer is not started (woken threads cost more than such a call)."""
+    assert _run_python(SMALL_ROW_LOSSES_SCRIPT).splitlines() == ["not started", "True"]
 
 
 def _run_python(code, env=None):

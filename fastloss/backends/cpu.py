@@ -26,6 +26,7 @@ import threading
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.core.caching import NullCache
 from numba.cpython.unsafe.tuple import tuple_setitem
 from numba.extending import overload
 from numba.np.numpy_support import as_dtype
@@ -62,12 +63,14 @@ ARITHMETIC_PARALLEL_MIN_SIZE = 1 << 18
 # 1035, value_and_grad 1088 and 776.
 WORKQUEUE_FACTOR = 8
 _workqueue = None
-# Below this many elements the kernels without a serial build run on one thread
-# (``call_parallel``): under TBB, with 50 us between calls, cross_entropy's value at
-# (2048, 10) float32 took 53 us on one thread and 81 on two, at (4096, 10) 123 and 104;
-# at (32, 1000) 55 and 60, at (64, 1000) 69 and 65.  Waking the second thread took about
-# 20 us, where a one-thread launch took 2 (an empty kernel).
-ONE_THREAD_BELOW = 1 << 15
+# Below this many elements the kernels that call_parallel runs (the row losses', the
+# boosting adapters') run their serial twins (``serial_twin``): under TBB, with 50 us
+# between calls, cross_entropy's value at (2048, 10) float32 took 53 us on one thread and
+# 81 on two, at (4096, 10) 123 and 104; at (32, 1000) 55 and 60, at (64, 1000) 69 and 65.
+# Waking the second thread took about 20 us, where a one-thread launch took 2 (an empty
+# kernel), and the serial build's call less: cross_entropy's kernel at (32, 10) 4.2 us on
+# one thread of its parallel build, 1.3 in its serial build.
+SERIAL_BELOW = 1 << 15
 # The kernels are compiled without fast-math, as the scalar maths they inline is
 # (fmath.SCALAR_OPTIONS): its stable forms must be kept as written.  Only the
 # block sums may be reassociated (which lets LLVM vectorize them): they go
@@ -912,20 +915,42 @@ def call_parallel(kernel, *args):
     """``kernel(*args)`` for a parallel kernel: fastloss's thread count, and
     serialized with every other parallel call while the layer may be workqueue.
 
-    The kernels that have no serial build (the row losses', the boosting adapters')
-    run on this thread alone where their first argument, the data they walk, has
-    fewer than ``ONE_THREAD_BELOW`` elements: the other threads are not woken.
-    Their results do not depend on the thread count.  The thread's Numba count is
-    fastloss's after the call, as after any other (not 1: the caller's own parallel
-    Numba code would run on one thread)."""
-    if args[0].size < ONE_THREAD_BELOW:
-        apply_num_threads(1)
-        try:
-            return _serialized_where_needed(kernel, args)
-        finally:
-            apply_num_threads()
+    The kernels that have no serial build among a loss's (the row losses', the
+    boosting adapters') run their serial twin (``serial_twin``) where their first
+    argument, the data they walk, has fewer than ``SERIAL_BELOW`` elements: no thread
+    is woken, and the threading layer is not even started.  Their results do not
+    depend on the thread count, nor on the build: each row or element is computed
+    by the same code in either."""
+    if args[0].size < SERIAL_BELOW:
+        return serial_twin(kernel)(*args)
     apply_num_threads()
     return _serialized_where_needed(kernel, args)
+
+
+_twins = {}
+
+
+def serial_twin(kernel):
+    """A parallel kernel's serial build: its function compiled with the same options but
+    ``parallel`` (prange runs as range), for linking alone and the full vector width as
+    every kernel (``as_kernel``), cached on disk apart from the parallel build where that
+    is cached."""
+    twin = _twins.get(kernel)
+    if twin is None:
+        with _build_lock:
+            twin = _twins.get(kernel)
+            if twin is None:
+                options = {k: v for k, v in kernel.targetoptions.items()
+                           if k not in ("parallel", "nopython")}
+                twin = njit(**options)(kernel.py_func)
+                cached = kernel._cache
+                tag = None
+                if not isinstance(cached, NullCache):    # cached as the parallel build is
+                    tag = getattr(cached, "_tag", None) or (
+                        f"{kernel.py_func.__module__}.{kernel.py_func.__qualname__}")
+                    tag += "-serial"
+                twin = _twins[kernel] = as_kernel(twin, tag)
+    return twin
 
 
 def _serialized_where_needed(kernel, args):

@@ -247,12 +247,13 @@ def cross_entropy_labels(x, labels, class_weight, sample_weight, ignore_index, e
             hit_x = fmath.as_type_of(hit, m_x)
             zero = fmath.as_type_of(0.0, m_x)
             for j in range(np.uint64(0), np.uint64(C)):
+                xj = np.float64(x[i, j])     # read before out[i, j]: out may be x
                 pj = fmath.exp_nonpositive(_logit(x, i, j, cap) - m_x) * inv_x
                 g = (k_x * pj - smooth_x * fmath.as_type_of(_weight(class_weight, j), m_x)
                      - (hit_x if j == t else zero))
-                out[i, j] = g * fmath.as_type_of(cap_slope(np.float64(x[i, j]), cap), m_x)
+                out[i, j] = g * fmath.as_type_of(cap_slope(xj, cap), m_x)
                 if hess is not None:    # p in float64: 1 - p cancels where p is near 1
-                    p64 = fmath.fexp(np.float64(x[i, j]) - m) * inv_total
+                    p64 = fmath.fexp(xj - m) * inv_total
                     hess[i, j] = diag_hess(scale * r * a, p64)
 
 
