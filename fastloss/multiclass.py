@@ -223,9 +223,9 @@ class CrossEntropy:
         if has_labels(y, N, C, self.class_weight, w):
             labels = np.ascontiguousarray(y, dtype=np.int64)
             ignore = self.params["ignore_index"]
-            # min and max first: two reductions settle the usual case (0.5 us each at
-            # small N, where the full check costs five array operations)
-            if check_labels and labels.size and not (0 <= labels.min() and labels.max() < C):
+            # one reduction settles the usual case (0.7 us at small N, where the full check
+            # costs five array operations): read as unsigned, a negative label is above any C
+            if check_labels and labels.size and not labels.view(np.uint64).max() < C:
                 bad = np.flatnonzero(((labels < 0) | (labels >= C)) & (labels != ignore))
                 if bad.size:
                     i = int(bad[0])
