@@ -5,7 +5,7 @@ Numba scalar maths, so that the tests can catch mistakes in either.  It is
 also the baseline that the benchmarks compare against.  Each entry of
 ``FORMULAS`` is (value, dl/dp, d2l/dp2), functions of (y, p, **params).
 A NaN in y or p gives NaN in all three, constant derivatives included (the
-``+ 0 * (p - y)`` terms), as the compiled backends do.
+``_nan_of`` and ``+ 0 * y`` terms), as the compiled backends do.
 """
 import numpy as np
 
@@ -17,6 +17,12 @@ def _sigmoid(x):
     """1 / (1 + e^-x) without overflow in either direction."""
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _nan_of(y, p):
+    """NaN where y or p is NaN or infinite, else 0: for the derivatives that are constant
+    in pieces; 0 (p - y) would also be NaN where p - y overflows from finite inputs."""
+    return np.where(np.isfinite(y) & np.isfinite(p), 0.0, np.nan)
 
 
 def _softplus(x):
@@ -33,7 +39,7 @@ def mse_grad(y, p):
 
 
 def mse_hess(y, p):
-    return 2.0 + 0 * (p - y)
+    return 2.0 + _nan_of(y, p)
 
 
 def mae_value(y, p):
@@ -45,7 +51,7 @@ def mae_grad(y, p):
 
 
 def mae_hess(y, p):
-    return 0 * (p - y)
+    return _nan_of(y, p)
 
 
 def huber_value(y, p, delta):
@@ -58,7 +64,7 @@ def huber_grad(y, p, delta):
 
 
 def huber_hess(y, p, delta):
-    return (np.abs(p - y) < delta) + 0 * (p - y)
+    return (np.abs(p - y) < delta) + _nan_of(y, p)
 
 
 def smooth_l1_value(y, p, beta):
@@ -78,7 +84,7 @@ def smooth_l1_grad(y, p, beta):
 def smooth_l1_hess(y, p, beta):
     if beta == 0:
         return mae_hess(y, p)
-    return (np.abs(p - y) < beta) / beta + 0 * (p - y)
+    return (np.abs(p - y) < beta) / beta + _nan_of(y, p)
 
 
 def log_cosh_value(y, p):
@@ -104,11 +110,11 @@ def pinball_value(y, p, quantile):
 
 
 def pinball_grad(y, p, quantile):
-    return np.where(y >= p, -quantile, 1 - quantile) + 0 * (y - p)
+    return np.where(y >= p, -quantile, 1 - quantile) + _nan_of(y, p)
 
 
 def pinball_hess(y, p, quantile):
-    return 0 * (y - p)
+    return _nan_of(y, p)
 
 
 def poisson_nll_value(y, p, full):
