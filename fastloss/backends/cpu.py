@@ -64,12 +64,13 @@ ARITHMETIC_PARALLEL_MIN_SIZE = 1 << 18
 WORKQUEUE_FACTOR = 8
 _workqueue = None
 # Below this many elements the kernels that call_parallel runs (the row losses', the
-# boosting adapters') run their serial twins (``serial_twin``): under TBB, with 50 us
-# between calls, cross_entropy's value at (2048, 10) float32 took 53 us on one thread and
-# 81 on two, at (4096, 10) 123 and 104; at (32, 1000) 55 and 60, at (64, 1000) 69 and 65.
-# Waking the second thread took about 20 us, where a one-thread launch took 2 (an empty
-# kernel), and the serial build's call less: cross_entropy's kernel at (32, 10) 4.2 us on
-# one thread of its parallel build, 1.3 in its serial build.
+# boosting adapters') run their serial twins (``serial_twin``).  Under TBB, with 50 us
+# between calls, float32: cross_entropy's value at (1024, 10) took 32 us serial and 45
+# parallel, at (2048, 10) 49 and 52, at (4096, 10) 79 and 70; at (32, 1000) 26 and 35, at
+# (64, 1000) 41 and 36; its value_and_grad 78 and 69 at (2048, 10); multi_margin's value
+# crossed at (2048, 10) as well, nll's (one element a row) beyond (8192, 10).  Waking the
+# second thread took about 20 us; a parallel build's launch on one thread cost 3 us more
+# than its serial twin (cross_entropy's kernel at (32, 10): 4.2 us and 1.3).
 SERIAL_BELOW = 1 << 15
 # The kernels are compiled without fast-math, as the scalar maths they inline is
 # (fmath.SCALAR_OPTIONS): its stable forms must be kept as written.  Only the
