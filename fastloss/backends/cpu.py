@@ -876,10 +876,9 @@ _parallel_lock = threading.Lock()
 _layer_is_threadsafe = None
 
 
-def apply_num_threads(threads=None):
-    """Give Numba (in this thread) ``threads``, by default the thread count set with
-    fastloss.set_num_threads."""
-    threads = threads or _config.get_num_threads()
+def apply_num_threads():
+    """Give Numba (in this thread) the thread count set with fastloss.set_num_threads."""
+    threads = _config.get_num_threads()
     if numba.get_num_threads() != threads:
         numba.set_num_threads(threads)
 
@@ -922,10 +921,16 @@ def call_parallel(kernel, *args):
     is woken, and the threading layer is not even started.  Their results do not
     depend on the thread count, nor on the build: each row or element is computed
     by the same code in either."""
+    global _layer_is_threadsafe
     if args[0].size < SERIAL_BELOW:
         return serial_twin(kernel)(*args)
     apply_num_threads()
-    return _serialized_where_needed(kernel, args)
+    if _layer_is_threadsafe:
+        return kernel(*args)
+    with _parallel_lock:
+        result = kernel(*args)
+        _layer_is_threadsafe = numba.threading_layer() != "workqueue"
+    return result
 
 
 _twins = {}
@@ -952,16 +957,6 @@ def serial_twin(kernel):
                     tag += "-serial"
                 twin = _twins[kernel] = as_kernel(twin, tag)
     return twin
-
-
-def _serialized_where_needed(kernel, args):
-    global _layer_is_threadsafe
-    if _layer_is_threadsafe:
-        return kernel(*args)
-    with _parallel_lock:
-        result = kernel(*args)
-        _layer_is_threadsafe = numba.threading_layer() != "workqueue"
-    return result
 
 
 def _kind(name, kind, theta, y=None, p=None):
